@@ -1,0 +1,1 @@
+"""The informer half of pulltag: watch Pulled events, confirm pulls, tag images."""

@@ -1,0 +1,5 @@
+import sys
+
+from pulltag.cli import main
+
+sys.exit(main())

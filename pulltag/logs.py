@@ -1,0 +1,66 @@
+"""Logging setup shared by both processes: text (default) or JSON lines, secrets redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+# Anything shaped like a credential is masked before a line is written, as a second line of defence:
+# the code never logs secrets on purpose, but exception texts from libraries may carry URLs or headers.
+_REDACTIONS = [
+    (re.compile(r"(?<=://)([^:/@\s]*):[^@/\s]*@"), r"\1:***@"),
+    (re.compile(r"(?i)(authorization:\s*)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1\2 ***"),
+    (
+        re.compile(
+            r"(?i)\b(password|passwd|token|access_token|refresh_token|identitytoken|secret)"
+            r"([\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]+"
+        ),
+        r"\1\2***",
+    ),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; extra fields passed with `extra={"fields": {...}}` are merged in."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            payload.update({str(k): v for k, v in fields.items()})
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(payload, default=str, ensure_ascii=False))
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Configure the root logger once for a process."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

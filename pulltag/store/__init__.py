@@ -1,0 +1,25 @@
+"""The shared state store: admission records, claims, seen markers and the tag ledger."""
+
+from pulltag.store.base import (
+    OUTCOMES,
+    AdmissionRecord,
+    LedgerEntry,
+    Outcome,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    redact_url,
+)
+from pulltag.store.factory import open_store
+
+__all__ = [
+    "OUTCOMES",
+    "AdmissionRecord",
+    "LedgerEntry",
+    "Outcome",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "open_store",
+    "redact_url",
+]

@@ -1,0 +1,5 @@
+"""Project-wide pytest configuration: fixtures live in tests/harness/ and are registered here."""
+
+pytest_plugins = [
+    "tests.harness.fixtures_procs",
+]

@@ -1,0 +1,174 @@
+"""The `pulltag` command as a user runs it: a real process, a real store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pulltag import __version__
+from pulltag.store import AdmissionRecord, LedgerEntry, open_store
+
+COMMANDS = [
+    ["webhook"],
+    ["listener"],
+    ["certs"],
+    ["history"],
+    ["admissions"],
+    ["demo"],
+    ["tag"],
+    ["registry"],
+    ["registry", "check"],
+]
+
+
+def pulltag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PULLTAG_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pulltag", *args], capture_output=True, text=True, timeout=60, env=full_env
+    )
+
+
+def test_version() -> None:
+    proc = pulltag("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"pulltag {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(command: list[str]) -> None:
+    proc = pulltag(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: pulltag {' '.join(command)}")
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    proc = pulltag()
+    assert proc.returncode == 2
+    assert "COMMAND" in proc.stdout
+
+
+def _fill(url: str) -> None:
+    store = open_store(url)
+    now = time.time()
+    store.put_admission(
+        AdmissionRecord(
+            uid="u-1",
+            namespace="shop",
+            name="web-abc12",
+            images={
+                "containers": {"app": "registry.local:5000/shop/web:1.0"},
+                "initContainers": {"init": "busybox"},
+            },
+            owner="ReplicaSet/web-7d4b9c",
+            node="node-1",
+            admitted_at=now - 10,
+        )
+    )
+    store.put_admission(AdmissionRecord(uid="u-2", namespace="ops", name="job-x", admitted_at=now - 5))
+    digest = "sha256:" + "ab" * 32
+    for i, (ns, outcome) in enumerate([("shop", "created"), ("ops", "skipped"), ("shop", "exists")]):
+        store.append_ledger(
+            LedgerEntry(
+                image="registry.local:5000/shop/web",
+                digest=digest,
+                tag=f"deployed_{ns}_2026112{i}-101502",
+                namespace=ns,
+                pod=f"web-{i}",
+                node="node-1",
+                pulled_at=now - 100 + i,
+                tagged_at=now - 50 + i,
+                outcome=outcome,  # type: ignore[arg-type]
+                reason="" if outcome == "created" else "tag with prefix exists",
+            )
+        )
+    store.append_ledger(
+        LedgerEntry(
+            image="docker.io/library/nginx",
+            digest="sha256:" + "cd" * 32,
+            tag="deployed_shop_x",
+            namespace="shop",
+            pod="n",
+            node="node-2",
+            pulled_at=now,
+            tagged_at=now,
+            outcome="failed",
+            reason="registry refused",
+        )
+    )
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/pulltag.db"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+def test_history_reads_the_ledger(store_url: str) -> None:
+    _fill(store_url)
+    env = {"PULLTAG_STORE_URL": store_url}
+    table = pulltag("history", env=env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["TAGGED", "(UTC)", "OUTCOME", "NAMESPACE", "POD", "IMAGE", "TAG", "REASON"]
+    assert len(lines) == 5
+    assert "failed" in lines[1] and "nginx" in lines[1]  # newest first
+
+    as_json = pulltag("history", "--json", "--namespace", "shop", env=env)
+    entries = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [e["namespace"] for e in entries] == ["shop", "shop", "shop"]
+    assert [e["outcome"] for e in entries] == ["failed", "exists", "created"]
+
+    by_image = pulltag("history", "--json", "--image", "registry.local:5000/shop/web:1.0", env=env)
+    tags = [json.loads(line)["tag"] for line in by_image.stdout.splitlines()]
+    assert tags == [
+        "deployed_shop_20261122-101502",
+        "deployed_ops_20261121-101502",
+        "deployed_shop_20261120-101502",
+    ]
+
+    familiar = pulltag("history", "--json", "--image", "nginx", env=env)
+    assert [json.loads(line)["outcome"] for line in familiar.stdout.splitlines()] == ["failed"]
+
+
+def test_history_rejects_a_bad_image(store_url: str) -> None:
+    proc = pulltag("history", "--image", "UPPER/Case", env={"PULLTAG_STORE_URL": store_url})
+    assert proc.returncode == 2
+    assert "--image" in proc.stderr
+
+
+def test_admissions_lists_records(store_url: str) -> None:
+    _fill(store_url)
+    env = {"PULLTAG_STORE_URL": store_url}
+    table = pulltag("admissions", env=env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 3
+    assert "job-x" in lines[1] and "web-abc12" in lines[2]
+    assert "app=registry.local:5000/shop/web:1.0" in lines[2]
+    only = pulltag("admissions", "--json", "--namespace", "shop", env=env)
+    records = [json.loads(line) for line in only.stdout.splitlines()]
+    assert [(r["uid"], r["owner"], r["node"]) for r in records] == [
+        ("u-1", "ReplicaSet/web-7d4b9c", "node-1")
+    ]
+
+
+def test_unreachable_store_is_one_clear_line_without_the_password() -> None:
+    from tests.harness.procs import free_port
+
+    url = f"redis://:hunter2secret@127.0.0.1:{free_port()}/0"
+    proc = pulltag("history", env={"PULLTAG_STORE_URL": url})
+    assert proc.returncode == 1
+    assert "store unavailable" in proc.stderr
+    assert "hunter2secret" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr

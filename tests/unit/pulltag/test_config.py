@@ -1,0 +1,215 @@
+"""Settings: every default, every override, and one clear line naming the key for each bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pulltag.config import (
+    ConfigError,
+    RegistrySettings,
+    Settings,
+    canonical_host,
+    load_settings,
+    settings_from_dict,
+)
+
+DESIGN_EXAMPLE = """
+store: {url: "sqlite:///var/lib/pulltag/pulltag.db"}
+tagging:
+  prefix: deployed
+  template: "{prefix}_{namespace}_{timestamp}"   # also {cluster}, {pod}, {container}, {node}
+  timestamp_format: "%Y%m%d-%H%M%S"
+  timezone: UTC
+  scope: image
+  cluster: ""
+namespaces: {include: ["*"], exclude: ["kube-system"]}
+registries:
+  - host: harbor.example.com
+    type: harbor
+    credentials: /etc/pulltag/registry/.dockerconfigjson
+    ca_file: null
+    insecure: false
+"""
+
+
+def test_empty_file_gives_every_documented_default() -> None:
+    s = settings_from_dict(None, env={})
+    assert s.store.url == "sqlite:///var/lib/pulltag/pulltag.db"
+    assert s.store.timeout_seconds == 2.0
+    assert s.store.admission_ttl_seconds == 24 * 3600
+    assert s.tagging.prefix == "deployed"
+    assert s.tagging.template == "{prefix}_{namespace}_{timestamp}"
+    assert s.tagging.timestamp_format == "%Y%m%d-%H%M%S"
+    assert s.tagging.timezone == "UTC"
+    assert s.tagging.scope == "image"
+    assert s.tagging.cluster == ""
+    assert s.namespaces.include == ("*",)
+    assert s.namespaces.exclude == ("kube-system",)
+    assert s.registries == ()
+    assert s.webhook.store_budget_seconds == 0.3
+    assert s.webhook.max_body_bytes == 4 * 1024 * 1024
+    assert s.listener.workers == 4
+    assert s.listener.imageid_wait_seconds == 60.0
+    assert s.listener.reconcile_interval_seconds == 6 * 3600
+
+
+def test_the_design_example_loads(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(DESIGN_EXAMPLE)
+    s = load_settings(path, env={})
+    assert s.registries == (
+        RegistrySettings(
+            host="harbor.example.com", type="harbor", credentials="/etc/pulltag/registry/.dockerconfigjson"
+        ),
+    )
+    assert s.registry_for("harbor.example.com") is s.registries[0]
+    assert s.registry_for("HARBOR.example.com") is s.registries[0]
+    assert s.registry_for("other.example.com") is None
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.store = s.store  # type: ignore[misc]
+
+
+def test_env_store_url_overrides_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("store: {url: 'sqlite:///a.db', timeout_seconds: 1.5}\n")
+    s = load_settings(path, env={"PULLTAG_STORE_URL": "redis://:pw@127.0.0.1:6379/2"})
+    assert s.store.url == "redis://:pw@127.0.0.1:6379/2"
+    assert s.store.timeout_seconds == 1.5
+
+
+def test_config_path_from_env(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("tagging: {prefix: ran}\n")
+    assert load_settings(None, env={"PULLTAG_CONFIG": str(path)}).tagging.prefix == "ran"
+
+
+def test_docker_hub_aliases_are_one_registry() -> None:
+    s = settings_from_dict({"registries": [{"host": "docker.io"}]}, env={})
+    for host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        assert s.registry_for(host) is s.registries[0]
+    assert canonical_host(" Index.Docker.IO ") == "docker.io"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fragment"),
+    [
+        ([1, 2], "(top level)", "mapping"),
+        ({"stor": {}}, "stor", "unknown key"),
+        ({"store": {"url": "mysql://x"}}, "store.url", "sqlite:///"),
+        ({"store": {"url": "sqlite:///"}}, "store.url", "path"),
+        ({"store": {"url": 5}}, "store.url", "string"),
+        ({"store": {"timeout_seconds": "2"}}, "store.timeout_seconds", "number"),
+        ({"store": {"timeout_seconds": True}}, "store.timeout_seconds", "number"),
+        ({"store": {"timeout_seconds": 0}}, "store.timeout_seconds", "greater than 0"),
+        ({"store": {"ledger_max_entries": 0}}, "store.ledger_max_entries", "at least 1"),
+        ({"store": {"bogus": 1}}, "store.bogus", "unknown key"),
+        ({"store": "redis://x"}, "store", "mapping"),
+        ({"tagging": {"prefix": "-bad"}}, "tagging.prefix", "OCI tag grammar"),
+        ({"tagging": {"prefix": "has space"}}, "tagging.prefix", "OCI tag grammar"),
+        ({"tagging": {"prefix": ""}}, "tagging.prefix", "OCI tag grammar"),
+        ({"tagging": {"prefix": "x" * 129}}, "tagging.prefix", "OCI tag grammar"),
+        ({"tagging": {"template": "{prefix}_{user}"}}, "tagging.template", "unknown variable {user}"),
+        ({"tagging": {"template": "{prefix"}}, "tagging.template", "malformed"),
+        ({"tagging": {"template": "{prefix!r}"}}, "tagging.template", "malformed"),
+        ({"tagging": {"template": "{0}"}}, "tagging.template", "unknown variable"),
+        ({"tagging": {"template": "a/{prefix}"}}, "tagging.template", "OCI tag grammar"),
+        ({"tagging": {"timestamp_format": "%Y %H:%M"}}, "tagging.template", "OCI tag grammar"),
+        ({"tagging": {"scope": "cluster"}}, "tagging.scope", "image, namespace, every"),
+        ({"tagging": {"timezone": "Mars/Olympus"}}, "tagging.timezone", "unknown time zone"),
+        ({"tagging": {"cluster": "a b"}}, "tagging.cluster", "letters"),
+        ({"tagging": {"prefx": "a"}}, "tagging.prefx", "unknown key"),
+        ({"namespaces": {"include": "default"}}, "namespaces.include", "list"),
+        ({"namespaces": {"exclude": [""]}}, "namespaces.exclude", "list"),
+        ({"registries": {"host": "x"}}, "registries", "list"),
+        ({"registries": [{"type": "oci"}]}, "registries[0].host", "required"),
+        ({"registries": [{"host": "https://x.io"}]}, "registries[0].host", "no scheme"),
+        ({"registries": [{"host": "x.io/path"}]}, "registries[0].host", "no scheme"),
+        ({"registries": [{"host": "x.io", "type": "quay"}]}, "registries[0].type", "harbor or oci"),
+        ({"registries": [{"host": "x.io", "insecure": "yes"}]}, "registries[0].insecure", "true or false"),
+        ({"registries": [{"host": "x.io", "credentials": 3}]}, "registries[0].credentials", "string"),
+        ({"registries": [{"host": "x.io"}, {"host": "X.IO"}]}, "registries[1].host", "twice"),
+        ({"registries": ["x.io"]}, "registries[0]", "mapping"),
+        ({"webhook": {"store_budget_seconds": -1}}, "webhook.store_budget_seconds", "greater"),
+        ({"listener": {"workers": 0}}, "listener.workers", "at least 1"),
+        ({"listener": {"workers": 2.5}}, "listener.workers", "integer"),
+        ({"listener": {"dry_run": 1}}, "listener.dry_run", "true or false"),
+    ],
+)
+def test_bad_values_name_the_key(raw: Any, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict(raw, env={})
+    assert info.value.key == key
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"config: {key}: ")
+    assert fragment in message
+
+
+def test_bad_env_store_url_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({}, env={"PULLTAG_STORE_URL": "postgres://x"})
+    assert info.value.key == "PULLTAG_STORE_URL"
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", env={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("store: {url: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_settings(bad, env={})
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+        max_leaves=12,
+    )
+)
+def test_any_yaml_value_gives_settings_or_config_error(raw: Any) -> None:
+    try:
+        settings_from_dict(raw, env={})
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["store", "tagging", "namespaces", "registries", "webhook", "listener"]),
+        st.dictionaries(st.text(max_size=12), st.none() | st.integers() | st.text(max_size=5), max_size=3),
+        max_size=3,
+    )
+)
+def test_sections_with_garbage_give_config_error(raw: dict[str, Any]) -> None:
+    try:
+        settings_from_dict(raw, env={})
+    except ConfigError:
+        pass
+
+
+def test_process_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"tagging": {"scope": "galaxy"}}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pulltag", "history", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["pulltag: config: tagging.scope: must be one of image, namespace, every; got 'galaxy'"]
+    assert proc.stdout == ""

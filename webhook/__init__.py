@@ -1,0 +1,1 @@
+"""The admission half of pulltag: AdmissionReview in, record + patch out."""

@@ -1,0 +1,312 @@
+"""Pure admission decisions over AdmissionReview dicts: no I/O, no clock, no Flask.
+
+`parse_review` checks the envelope and, for a pod CREATE, every field the decisions read, raising
+`BadReview` (→ HTTP 400) with a message naming the field. `decide_mutate` and `decide_validate` return
+the response to send plus what the view has to do (the record to write) and an outcome for the metrics.
+
+Only `CREATE` of core/v1 `pods` (no subresource) is handled; every other request is allowed untouched.
+The opt-out label `pulltag.dev/ignore: "true"` on the pod turns both webhooks into no-ops; the same label
+on a namespace is handled by the WebhookConfigurations' namespaceSelector, which the API server applies
+before calling us.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulltag.images import InvalidReference, parse_reference
+from pulltag.store.base import CONTAINER_KINDS, AdmissionRecord
+from webhook.patch import Operation, encode_patch, pointer
+
+ANNOTATION = "pulltag.dev/images"
+IGNORE_LABEL = "pulltag.dev/ignore"
+API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+# Warnings longer than this are truncated by some clients; the API server caps them too.
+MAX_WARNING_LENGTH = 119
+
+# A lookup that says whether an image registry host is configured (Settings.registry_for, as a bool).
+RegistryKnown = Callable[[str], bool]
+
+
+class BadReview(ValueError):
+    """The body is JSON but not a usable AdmissionReview; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Pod:
+    """The parts of a pod the webhooks read, already type-checked."""
+
+    name: str | None
+    generate_name: str | None
+    namespace: str | None
+    uid: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str] | None  # None: the pod has no annotations map at all
+    has_metadata: bool
+    images: dict[str, dict[str, str]]
+    owner: str | None
+    node: str | None
+
+    @property
+    def ignored(self) -> bool:
+        return self.labels.get(IGNORE_LABEL) == "true"
+
+
+@dataclass(frozen=True)
+class Review:
+    api_version: str
+    uid: str
+    request: Mapping[str, Any]
+    dry_run: bool
+    pod: Pod | None  # set only for a pod CREATE; None means "allow untouched"
+
+
+@dataclass(frozen=True)
+class Decision:
+    response: dict[str, Any]
+    outcome: str
+    record: AdmissionRecord | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing with type checks: every accessor names the JSON path it complains about.
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(type(value), "number")
+
+
+def _opt(mapping: Mapping[str, Any], key: str, kind: type, path: str) -> Any:
+    """`mapping[key]` if present and not null, else None; raises BadReview if of another type."""
+    value = mapping.get(key)
+    if value is None:
+        return None
+    # bool is an int subclass; no field we read is numeric, so a plain isinstance is enough here.
+    if not isinstance(value, kind):
+        expected = _type_name(kind())
+        raise BadReview(f"{path}.{key} must be {_article(expected)}, got {_type_name(value)}")
+    return value
+
+
+def _article(name: str) -> str:
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _str_map(mapping: Mapping[str, Any], key: str, path: str) -> dict[str, str] | None:
+    value: dict[str, Any] | None = _opt(mapping, key, dict, path)
+    if value is None:
+        return None
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise BadReview(f"{path}.{key}[{_clip(k, 60)!r}] must be a string, got {_type_name(v)}")
+    return value
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_review(body: object) -> Review:
+    """Check an AdmissionReview (v1 or v1beta1) and extract what the decisions need."""
+    if not isinstance(body, dict):
+        raise BadReview(f"the body must be a JSON object (an AdmissionReview), got {_type_name(body)}")
+    api_version = body.get("apiVersion")
+    if api_version not in API_VERSIONS:
+        raise BadReview(f"apiVersion must be one of {', '.join(API_VERSIONS)}")
+    if body.get("kind") != "AdmissionReview":
+        raise BadReview("kind must be AdmissionReview")
+    request = body.get("request")
+    if request is None:
+        raise BadReview("request is missing")
+    if not isinstance(request, dict):
+        raise BadReview(f"request must be an object, got {_type_name(request)}")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadReview("request.uid must be a non-empty string")
+    dry_run = request.get("dryRun")
+    if dry_run is not None and not isinstance(dry_run, bool):
+        raise BadReview(f"request.dryRun must be a boolean, got {_type_name(dry_run)}")
+    pod = _pod_of(request) if _is_pod_create(request) else None
+    return Review(str(api_version), uid, request, bool(dry_run), pod)
+
+
+def _is_pod_create(request: Mapping[str, Any]) -> bool:
+    resource: dict[str, Any] | None = _opt(request, "resource", dict, "request")
+    operation = _opt(request, "operation", str, "request")
+    sub_resource = _opt(request, "subResource", str, "request")
+    if resource is None or operation != "CREATE" or sub_resource:
+        return False
+    group = _opt(resource, "group", str, "request.resource") or ""
+    version = _opt(resource, "version", str, "request.resource")
+    name = _opt(resource, "resource", str, "request.resource")
+    return group == "" and version == "v1" and name == "pods"
+
+
+def _pod_of(request: Mapping[str, Any]) -> Pod:
+    obj: dict[str, Any] | None = _opt(request, "object", dict, "request")
+    if obj is None:
+        raise BadReview("request.object is required for a pod CREATE")
+    metadata: dict[str, Any] | None = _opt(obj, "metadata", dict, "request.object")
+    spec: dict[str, Any] = _opt(obj, "spec", dict, "request.object") or {}
+    meta = metadata or {}
+    where = "request.object.metadata"
+    return Pod(
+        name=_opt(meta, "name", str, where) or _opt(request, "name", str, "request"),
+        generate_name=_opt(meta, "generateName", str, where),
+        namespace=_opt(meta, "namespace", str, where) or _opt(request, "namespace", str, "request"),
+        uid=_opt(meta, "uid", str, where),
+        labels=_str_map(meta, "labels", where) or {},
+        annotations=_str_map(meta, "annotations", where),
+        has_metadata=metadata is not None,
+        images=_images_of(spec),
+        owner=_controller_of(meta),
+        node=_opt(spec, "nodeName", str, "request.object.spec") or None,
+    )
+
+
+def _images_of(spec: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """kind → container name → image; containers without an image (the API server will reject the
+    pod in validation) are left out rather than refused, so mutation never blocks on them."""
+    images: dict[str, dict[str, str]] = {}
+    for kind in CONTAINER_KINDS:
+        containers: list[Any] = _opt(spec, kind, list, "request.object.spec") or []
+        for index, container in enumerate(containers):
+            where = f"request.object.spec.{kind}[{index}]"
+            if not isinstance(container, dict):
+                raise BadReview(f"{where} must be an object, got {_type_name(container)}")
+            name = _opt(container, "name", str, where)
+            image = _opt(container, "image", str, where)
+            if name is None:
+                raise BadReview(f"{where}.name must be a string")
+            if image is not None:
+                images.setdefault(kind, {})[name] = image
+    return images
+
+
+def _controller_of(meta: Mapping[str, Any]) -> str | None:
+    refs: list[Any] = _opt(meta, "ownerReferences", list, "request.object.metadata") or []
+    for index, ref in enumerate(refs):
+        where = f"request.object.metadata.ownerReferences[{index}]"
+        if not isinstance(ref, dict):
+            raise BadReview(f"{where} must be an object, got {_type_name(ref)}")
+        controller = _opt(ref, "controller", bool, where)
+        kind = _opt(ref, "kind", str, where)
+        name = _opt(ref, "name", str, where)
+        if controller and kind and name:
+            return f"{kind}/{name}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Responses and decisions.
+
+
+def response(
+    review: Review,
+    *,
+    patch: list[Operation] | None = None,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
+    """An allowing AdmissionReview response in the request's own apiVersion."""
+    answer: dict[str, Any] = {"uid": review.uid, "allowed": True}
+    if patch:
+        answer["patchType"] = "JSONPatch"
+        answer["patch"] = encode_patch(patch)
+    if warnings:
+        answer["warnings"] = warnings
+    return {"apiVersion": review.api_version, "kind": "AdmissionReview", "response": answer}
+
+
+def annotation_value(images: Mapping[str, Mapping[str, str]]) -> str:
+    """Compact JSON with sorted keys; kinds without containers are omitted."""
+    present = {kind: dict(names) for kind, names in images.items() if names}
+    return json.dumps(present, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def annotation_patch(pod: Pod) -> list[Operation]:
+    """The operations that make the annotation equal to the pod's current images (empty if it is)."""
+    value = annotation_value(pod.images)
+    if not pod.has_metadata:
+        return [{"op": "add", "path": "/metadata", "value": {"annotations": {ANNOTATION: value}}}]
+    if pod.annotations is None:
+        return [{"op": "add", "path": "/metadata/annotations", "value": {ANNOTATION: value}}]
+    current = pod.annotations.get(ANNOTATION)
+    if current == value:
+        return []
+    op = "add" if current is None else "replace"
+    return [{"op": op, "path": pointer("metadata", "annotations", ANNOTATION), "value": value}]
+
+
+def decide_mutate(review: Review) -> Decision:
+    pod = review.pod
+    if pod is None:
+        return Decision(response(review), "skipped")
+    if pod.ignored:
+        return Decision(response(review), "ignored")
+    patch = annotation_patch(pod)
+    return Decision(response(review, patch=patch), "patched" if patch else "unchanged")
+
+
+def decide_validate(review: Review, registry_known: RegistryKnown, now: float) -> Decision:
+    """Never denies. The record is None when nothing may be written (dry run, ignored, no uid)."""
+    pod = review.pod
+    if pod is None:
+        return Decision(response(review), "skipped")
+    if pod.ignored:
+        return Decision(response(review), "ignored")
+    warnings = image_warnings(pod.images, registry_known)
+    reply = response(review, warnings=warnings)
+    if review.dry_run:
+        return Decision(reply, "dry_run", warnings=warnings)
+    if not pod.uid or not pod.name or not pod.namespace:
+        # Without the pod's own uid (set by the API server before validation) nothing can be joined later.
+        return Decision(reply, "incomplete", warnings=warnings)
+    record = AdmissionRecord(
+        uid=pod.uid,
+        namespace=pod.namespace,
+        name=pod.name,
+        images={kind: dict(names) for kind, names in pod.images.items() if names},
+        owner=pod.owner,
+        node=pod.node,
+        admitted_at=now,
+    )
+    return Decision(reply, "recorded", record=record, warnings=warnings)
+
+
+def image_warnings(images: Mapping[str, Mapping[str, str]], registry_known: RegistryKnown) -> list[str]:
+    """One short warning per distinct image that will not be tagged, in container order."""
+    warnings: list[str] = []
+    seen: set[str] = set()
+    for kind in CONTAINER_KINDS:
+        for image in images.get(kind, {}).values():
+            if image in seen:
+                continue
+            seen.add(image)
+            warning = _warning_for(image, registry_known)
+            if warning is not None:
+                warnings.append(warning)
+    return warnings
+
+
+def _warning_for(image: str, registry_known: RegistryKnown) -> str | None:
+    try:
+        ref = parse_reference(image)
+    except InvalidReference:
+        return _short("pulltag: invalid image reference {}, will not be tagged", image)
+    if registry_known(ref.registry):
+        return None
+    return _short(f"pulltag: registry {_clip(ref.registry, 40)} not configured, {{}} will not be tagged", image)
+
+
+def _short(template: str, image: str) -> str:
+    """Fill `template` with the image, clipped so the warning stays under MAX_WARNING_LENGTH."""
+    room = MAX_WARNING_LENGTH - len(template.format(""))
+    # repr-like quoting would escape control characters; keep only printable ones so the line stays one line.
+    printable = "".join(c if c.isprintable() else "?" for c in image)
+    return template.format(_clip(printable, max(room, 8)))[:MAX_WARNING_LENGTH]
