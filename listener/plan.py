@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 from listener.confirm import Confirmed
@@ -143,7 +143,7 @@ def render_tag(
     `when` is shown in the configured time zone; a naive `when` is taken as UTC.
     """
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     rendered = tagging.template.format(
         prefix=tagging.prefix,
         namespace=namespace,

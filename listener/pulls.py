@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 __all__ = [
@@ -74,7 +74,9 @@ _PRESENT_RE = re.compile(
 )
 
 # fieldPath as the kubelet writes it (kubecontainer.GenerateContainerRef → fieldpath "spec.containers{x}").
-_FIELD_PATH_RE = re.compile(r"spec\.(?P<kind>containers|initContainers|ephemeralContainers)\{(?P<name>[^{}]+)\}")
+_FIELD_PATH_RE = re.compile(
+    r"spec\.(?P<kind>containers|initContainers|ephemeralContainers)\{(?P<name>[^{}]+)\}"
+)
 
 # RFC 3339 as the API server writes metav1.Time (seconds) and MicroTime (microseconds).
 _TIMESTAMP_RE = re.compile(
@@ -179,9 +181,11 @@ def _str(value: object) -> str:
 
 def _reporter(event: Mapping[str, Any]) -> str:
     """Who reported the event. Old kubelets (before reportingComponent existed) fill only `source`."""
-    reporter = _str(event.get("reportingComponent")) or _str(event.get("reportingController"))
-    if reporter:
-        return reporter
+    for key in ("reportingComponent", "reportingController"):  # core/v1, events.k8s.io/v1
+        value = event.get(key)
+        if value is not None and value != "":
+            # Set but not a string is malformed: it must not fall through to `source`.
+            return value if isinstance(value, str) else ""
     source = _mapping(event.get("source")) or _mapping(event.get("deprecatedSource"))
     return _str(source.get("component"))
 
@@ -248,7 +252,7 @@ def parse_timestamp(value: object) -> datetime | None:
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     try:
         if zulu:
-            tz = timezone.utc
+            tz = UTC
         else:
             offset = timedelta(hours=int(off_h), minutes=int(off_m))
             tz = timezone(offset if sign == "+" else -offset)

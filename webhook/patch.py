@@ -27,7 +27,7 @@ def pointer(*tokens: str) -> str:
 
 def encode_patch(operations: list[Operation]) -> str:
     """The base64 of the compact JSON patch, as AdmissionResponse.patch expects."""
-    raw = json.dumps(operations, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw = json.dumps(operations, separators=(",", ":")).encode("utf-8")
     return base64.b64encode(raw).decode("ascii")
 
 

@@ -301,7 +301,9 @@ def _warning_for(image: str, registry_known: RegistryKnown) -> str | None:
         return _short("pulltag: invalid image reference {}, will not be tagged", image)
     if registry_known(ref.registry):
         return None
-    return _short(f"pulltag: registry {_clip(ref.registry, 40)} not configured, {{}} will not be tagged", image)
+    return _short(
+        f"pulltag: registry {_clip(ref.registry, 40)} not configured, {{}} will not be tagged", image
+    )
 
 
 def _short(template: str, image: str) -> str:

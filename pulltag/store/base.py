@@ -78,7 +78,7 @@ class Store(abc.ABC):
     # --- admission records -------------------------------------------------------------------
     @abc.abstractmethod
     def put_admission(self, record: AdmissionRecord, ttl_seconds: float | None = None) -> None:
-        """Write (or overwrite) the record for `record.uid`; it expires after the TTL (default: configured)."""
+        """Write (or overwrite) the record for `record.uid`; it expires after the TTL (default: configured)"""
 
     @abc.abstractmethod
     def get_admission(self, uid: str) -> AdmissionRecord | None: ...

@@ -23,7 +23,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import redis
@@ -44,12 +44,13 @@ log = logging.getLogger(__name__)
 
 PREFIX = "pulltag:"
 _HEALTH_CHECK_INTERVAL = 10  # seconds idle after which a pooled connection is pinged before use
+_PRUNE_INTERVAL_MS = 1000  # writers prune expired uids from the admission indexes at most this often
 _PAGE = 200  # zset members fetched per round trip when reading through an index
 
 # Remove expired uids from the admission indexes. Atomic, so a uid re-written concurrently is never
 # dropped from an index while its record lives. KEYS: exp, idx, nsof. ARGV: now_ms, key prefix.
 _PRUNE_ADMISSIONS = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 5000)
 for _, uid in ipairs(due) do
   if redis.call('EXISTS', ARGV[2] .. 'adm:rec:' .. uid) == 0 then
     local ns = redis.call('HGET', KEYS[3], uid)
@@ -110,6 +111,7 @@ class RedisStore(Store):
         self._timeout = timeout_seconds
         self._admission_ttl = admission_ttl_seconds
         self._ledger_max = ledger_max_entries
+        self._next_prune_ms = 0
         try:
             # The pool connects lazily and resets itself in a forked child (it tracks the pid).
             self._pool = redis.ConnectionPool.from_url(
@@ -149,7 +151,7 @@ class RedisStore(Store):
             # ReadOnlyError is a replica after failover: none of these is the request's fault.
             raise StoreUnavailable(self.url, self._scrub(exc)) from None
         except redis.RedisError as exc:
-            raise StoreError(f"redis store {redact_url(self.url)}: {self._scrub(exc)}") from None
+            raise StoreError(f"redis store {self.url}: {self._scrub(exc)}") from None
 
     # --- admission records -----------------------------------------------------------------------------
     def put_admission(self, record: AdmissionRecord, ttl_seconds: float | None = None) -> None:
@@ -165,12 +167,20 @@ class RedisStore(Store):
             pipe.zadd(f"{PREFIX}adm:ns:{record.namespace}", {uid: record.admitted_at})
             pipe.hset(f"{PREFIX}adm:nsof", uid, record.namespace)
             pipe.zadd(f"{PREFIX}adm:exp", {uid: now_ms + ttl_ms})
-            self._prune_call(now_ms, pipe)
             pipe.execute()
+            self._maybe_prune(now_ms)
 
-    def _prune_call(self, now_ms: int, client: redis.Redis | None = None) -> Any:
+    def _maybe_prune(self, now_ms: int) -> None:
+        """Prune the indexes at most once per interval: it keeps them bounded, and skipping it keeps a
+        write at one round trip (a script inside MULTI costs an extra SCRIPT EXISTS each time)."""
+        if now_ms < self._next_prune_ms:
+            return
+        self._next_prune_ms = now_ms + _PRUNE_INTERVAL_MS
+        self._prune_call(now_ms)
+
+    def _prune_call(self, now_ms: int) -> None:
         keys = [f"{PREFIX}adm:exp", f"{PREFIX}adm:idx", f"{PREFIX}adm:nsof"]
-        return self._prune(keys=keys, args=[now_ms, PREFIX], client=client)
+        self._prune(keys=keys, args=[now_ms, PREFIX])
 
     def get_admission(self, uid: str) -> AdmissionRecord | None:
         with self._errors():
@@ -193,7 +203,7 @@ class RedisStore(Store):
         records: list[AdmissionRecord] = []
         with self._errors():
             self._prune_call(int(time.time() * 1000))
-            for raws in self._pages(index, "-inf", "+inf", limit):
+            for raws in self._pages(index, "-inf", "+inf", limit, self._admission_values):
                 for raw in raws:
                     if raw is None:
                         continue  # expired since the prune
@@ -204,9 +214,11 @@ class RedisStore(Store):
                     break
         return records[: max(0, limit)]
 
-    def _pages(self, index: str, low: str, high: str, limit: int) -> Iterator[list[Any]]:
-        """Values for the members of zset `index` in [low, high], highest score first, a page at a time."""
-        key_of = self._value_key(index)
+    def _pages(
+        self, index: str, low: str, high: str, limit: int, fetch: Callable[[list[bytes]], Any]
+    ) -> Iterator[list[Any]]:
+        """`fetch(members)` for the members of zset `index` in [low, high], highest score first, a page
+        at a time. Callers filter and stop once they have `limit`, so a sparse filter keeps paging."""
         offset = 0
         page = max(_PAGE, limit)
         while limit > 0:
@@ -215,15 +227,14 @@ class RedisStore(Store):
             )
             if not members:
                 return
-            if key_of is None:  # ledger: values in one hash
-                yield cast(list[Any], self._client.hmget(f"{PREFIX}ledger:data", members))
-            else:
-                yield cast(list[Any], self._client.mget([key_of + m.decode() for m in members]))
+            yield cast(list[Any], fetch(members))
             offset += len(members)
 
-    @staticmethod
-    def _value_key(index: str) -> str | None:
-        return f"{PREFIX}adm:rec:" if index.startswith(f"{PREFIX}adm:") else None
+    def _admission_values(self, uids: list[bytes]) -> Any:
+        return self._client.mget([f"{PREFIX}adm:rec:{uid.decode()}" for uid in uids])
+
+    def _ledger_values(self, members: list[bytes]) -> Any:
+        return self._client.hmget(f"{PREFIX}ledger:data", members)
 
     # --- claims and seen markers -----------------------------------------------------------------------
     def claim(self, key: str, ttl_seconds: float) -> bool:
@@ -276,7 +287,7 @@ class RedisStore(Store):
         high = "+inf" if until is None else repr(float(until))
         entries: list[LedgerEntry] = []
         with self._errors():
-            for raws in self._pages(index, low, high, limit):
+            for raws in self._pages(index, low, high, limit, self._ledger_values):
                 for raw in raws:
                     if raw is None:
                         continue  # trimmed while we read

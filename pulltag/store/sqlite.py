@@ -90,13 +90,17 @@ _UNAVAILABLE_MARKERS = ("locked", "busy", "unable to open", "disk i/o", "readonl
 
 
 def _path_of(url: str) -> str:
-    """`sqlite:///abs/path.db` -> `/abs/path.db`; `sqlite:///rel.db` -> `rel.db`."""
+    """The file's absolute path: `sqlite:///var/lib/pulltag/pulltag.db` -> `/var/lib/pulltag/pulltag.db`.
+
+    The path is what follows `sqlite://`, as in the documented default, so it is always absolute;
+    `sqlite:////abs/file.db` (SQLAlchemy's spelling of an absolute path) names the same file.
+    """
     if not url.startswith("sqlite:///"):
         raise StoreError("SQLite store URL must start with sqlite:///")
-    path = url[len("sqlite:///") :]
-    if not path:
+    rest = url[len("sqlite:///") :].lstrip("/")
+    if not rest:
         raise StoreError("SQLite store URL names no file")
-    return path
+    return "/" + rest
 
 
 class SQLiteStore(Store):
@@ -196,17 +200,18 @@ class SQLiteStore(Store):
 
     def _init_schema(self) -> None:
         """Create the schema idempotently. Several processes may do this at once on a fresh file."""
-        deadline = time.monotonic() + max(self._timeout, 10.0)
+        deadline = time.monotonic() + self._timeout
         while True:
             try:
                 self._try_init_schema()
                 return
-            except StoreUnavailable:
-                # Switching to WAL needs a moment of exclusive access; a racing first open can see
-                # "locked" even past the busy handler. Retry until the deadline, then give up.
-                if time.monotonic() > deadline:
+            except StoreUnavailable as exc:
+                # Switching to WAL needs a moment of exclusive access, and SQLite may report "locked"
+                # for it without calling the busy handler. Retry that (only) until the deadline.
+                contended = any(m in str(exc).lower() for m in ("locked", "busy"))
+                if not contended or time.monotonic() > deadline:
                     raise
-                time.sleep(0.05)
+                time.sleep(0.02)
 
     def _try_init_schema(self) -> None:
         with self._read() as conn:

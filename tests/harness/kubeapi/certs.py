@@ -113,6 +113,7 @@ class ServingBundle:
 def api_server_bundle() -> ServingBundle:
     """CA + serving certificate (SAN 127.0.0.1, ::1, localhost) for the fake API server, once per process."""
     ca = TestCA("fake-kube-apiserver-ca")
-    leaf = ca.issue(dns_names=["localhost", "kubernetes", "kubernetes.default.svc"],
-                    ip_addresses=["127.0.0.1", "::1"])
+    leaf = ca.issue(
+        dns_names=["localhost", "kubernetes", "kubernetes.default.svc"], ip_addresses=["127.0.0.1", "::1"]
+    )
     return ServingBundle(ca_pem=ca.ca_pem, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem)

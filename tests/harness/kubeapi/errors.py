@@ -33,8 +33,9 @@ class ApiError(Exception):
             "metadata": dict(self.list_meta),
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
         }
+        if self.reason:
+            out["reason"] = self.reason
         if self.details:
             out["details"] = self.details
         out["code"] = self.code
@@ -87,20 +88,30 @@ def unauthorized() -> ApiError:
 
 
 def method_not_allowed(method: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+    return ApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - '
-                    f'accepted media types include: application/json-patch+json, '
-                    f'application/merge-patch+json, application/strategic-merge-patch+json '
-                    f'(got "{content_type}")')
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - "
+        f"accepted media types include: application/json-patch+json, "
+        f"application/merge-patch+json, application/strategic-merge-patch+json "
+        f'(got "{content_type}")',
+    )
 
 
 def invalid(kind: str, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
     """422 Invalid. ``causes`` are (field, reason, message) like field.ErrorList."""
     joined = ", ".join(f"{field}: {msg}" for field, _, msg in causes)
-    message = f'{kind} "{name}" is invalid: {joined}' if len(causes) == 1 else f'{kind} "{name}" is invalid: [{joined}]'
+    message = (
+        f'{kind} "{name}" is invalid: {joined}'
+        if len(causes) == 1
+        else f'{kind} "{name}" is invalid: [{joined}]'
+    )
     return ApiError(
         422,
         "Invalid",

@@ -127,7 +127,8 @@ def _merge_list(
         if not isinstance(item, dict) or merge_key not in item:
             raise errors.bad_request(f"map: {item} does not contain declared merge key: {merge_key}")
         idx = next(
-            (n for n, c in enumerate(cur) if isinstance(c, dict) and c.get(merge_key) == item[merge_key]), None
+            (n for n, c in enumerate(cur) if isinstance(c, dict) and c.get(merge_key) == item[merge_key]),
+            None,
         )
         if item.get("$patch") == "delete":
             if idx is not None:
@@ -225,8 +226,8 @@ def json_patch(current: dict[str, Any], ops: list[Any]) -> dict[str, Any]:
             doc = _remove(doc, parts)
         elif kind == "replace":
             _resolve(doc, parts)  # must exist
-            doc = _add(_remove(doc, parts), parts, copy.deepcopy(op.get("value"))) if parts else op.get(
-                "value"
+            doc = (
+                _add(_remove(doc, parts), parts, copy.deepcopy(op.get("value"))) if parts else op.get("value")
             )
         elif kind in ("move", "copy"):
             src = _pointer(op.get("from", ""))

@@ -153,7 +153,9 @@ class RBACAuthorizer:
             from .selectors import selector_object_matches
 
             for other in self.cluster_roles.values():
-                if other is not role and selector_object_matches(sel, (other.get("metadata") or {}).get("labels")):
+                if other is not role and selector_object_matches(
+                    sel, (other.get("metadata") or {}).get("labels")
+                ):
                     rules.extend(other.get("rules") or [])
         return rules
 
@@ -163,19 +165,21 @@ class RBACAuthorizer:
         role = self.roles.get((binding_ns, ref.get("name", "")))
         return list((role or {}).get("rules") or [])
 
+    def _binding_allows(self, binding: Obj, binding_ns: str, attrs: Attributes) -> bool:
+        if not any(self._subject_matches(s, attrs.user, binding_ns) for s in binding.get("subjects") or []):
+            return False
+        rules = self._role_ref_rules(binding.get("roleRef") or {}, binding_ns)
+        return any(rule_allows(r, attrs) for r in rules)
+
     def allowed(self, attrs: Attributes) -> bool:
         if "system:masters" in attrs.user.groups:
             return True  # the superuser group bypasses RBAC, as in kube-apiserver
         with self._lock:
-            for crb in self.cluster_role_bindings.values():
-                if any(self._subject_matches(s, attrs.user, "") for s in crb.get("subjects") or []):
-                    if any(rule_allows(r, attrs) for r in self._role_ref_rules(crb.get("roleRef") or {}, "")):
-                        return True
-            if attrs.namespace:
-                for (ns, _), rb in self.role_bindings.items():
-                    if ns != attrs.namespace:
-                        continue
-                    if any(self._subject_matches(s, attrs.user, ns) for s in rb.get("subjects") or []):
-                        if any(rule_allows(r, attrs) for r in self._role_ref_rules(rb.get("roleRef") or {}, ns)):
-                            return True
-        return False
+            if any(self._binding_allows(crb, "", attrs) for crb in self.cluster_role_bindings.values()):
+                return True
+            # RoleBindings grant only inside their own namespace (never at the cluster scope).
+            return bool(attrs.namespace) and any(
+                self._binding_allows(rb, ns, attrs)
+                for (ns, _), rb in self.role_bindings.items()
+                if ns == attrs.namespace
+            )

@@ -41,16 +41,21 @@ class ResourceType:
         return f"{self.resource}.{self.group}" if self.group else self.resource
 
 
-NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", False, "namespaces", "NamespaceList",
-                          ("status",))
+NAMESPACES = ResourceType(
+    "", "v1", "namespaces", "Namespace", False, "namespaces", "NamespaceList", ("status",)
+)
 PODS = ResourceType("", "v1", "pods", "Pod", True, "pods", "PodList", ("status",))
 EVENTS = ResourceType("", "v1", "events", "Event", True, "events", "EventList", (), True)
 EVENTS_V1 = ResourceType("events.k8s.io", "v1", "events", "Event", True, "events", "EventList", (), True)
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, "leases", "LeaseList", (), True)
 
 RESOURCE_TYPES: tuple[ResourceType, ...] = (NAMESPACES, PODS, EVENTS, EVENTS_V1, LEASES)
-CANONICAL: dict[str, ResourceType] = {"namespaces": NAMESPACES, "pods": PODS, "events": EVENTS,
-                                      "leases": LEASES}
+CANONICAL: dict[str, ResourceType] = {
+    "namespaces": NAMESPACES,
+    "pods": PODS,
+    "events": EVENTS,
+    "leases": LEASES,
+}
 
 
 def lookup(group: str, version: str, resource: str) -> ResourceType | None:
@@ -114,6 +119,7 @@ def to_view(rt: ResourceType, obj: Obj) -> Obj:
 
 # --- field selectors -------------------------------------------------------------------------------
 
+
 def _get(obj: Obj, path: str) -> str:
     cur: Any = obj
     for part in path.split("."):
@@ -162,7 +168,7 @@ def field_label(rt: ResourceType, label: str) -> Callable[[Obj], str]:
     if rt is EVENTS_V1:
         # events.k8s.io/v1 accepts its own names for the same fields.
         if label.startswith("regarding."):
-            label = "involvedObject." + label[len("regarding."):]
+            label = "involvedObject." + label[len("regarding.") :]
         label = {"reportingController": "reportingComponent", "deprecatedSource": "source"}.get(label, label)
     if label == "metadata.name":
         return lambda o: _get(o, "metadata.name")
@@ -276,12 +282,14 @@ def validate(rt: ResourceType, obj: Obj) -> None:
         else (_DNS1123_SUBDOMAIN, "a lowercase RFC 1123 subdomain")
     )
     if not pattern.match(name) or len(name) > 253:
-        causes.append((
-            "metadata.name",
-            "FieldValueInvalid",
-            f'Invalid value: "{name}": {what} must consist of lower case alphanumeric characters, '
-            "'-' or '.', and must start and end with an alphanumeric character",
-        ))
+        causes.append(
+            (
+                "metadata.name",
+                "FieldValueInvalid",
+                f'Invalid value: "{name}": {what} must consist of lower case alphanumeric characters, '
+                "'-' or '.', and must start and end with an alphanumeric character",
+            )
+        )
     if rt.store == "pods":
         containers = (obj.get("spec") or {}).get("containers")
         if not containers:
@@ -295,7 +303,12 @@ def validate(rt: ResourceType, obj: Obj) -> None:
         inv = obj.get("involvedObject") or {}
         ns = meta.get("namespace") or ""
         if inv.get("namespace") and inv.get("namespace") != ns:
-            causes.append(("involvedObject.namespace", "FieldValueInvalid",
-                           f'Invalid value: "{inv.get("namespace")}": does not match event.namespace'))
+            causes.append(
+                (
+                    "involvedObject.namespace",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{inv.get("namespace")}": does not match event.namespace',
+                )
+            )
     if causes:
         raise errors.invalid(rt.kind, name, causes)

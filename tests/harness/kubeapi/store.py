@@ -60,7 +60,9 @@ class Store:
         with self.cond:
             return key in self._objects
 
-    def items(self, store: str, namespace: str | None = None, at_rv: int | None = None) -> list[tuple[Key, Obj]]:
+    def items(
+        self, store: str, namespace: str | None = None, at_rv: int | None = None
+    ) -> list[tuple[Key, Obj]]:
         """Objects of one store (optionally one namespace) sorted by key, as of ``at_rv`` (None = now).
         Raises TooOld when ``at_rv`` is before the compaction point."""
         with self.cond:

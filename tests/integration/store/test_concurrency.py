@@ -30,9 +30,7 @@ def _key_order(worker: int, count: int) -> list[str]:
     return [f"key-{(worker * 37 + i) % KEYS}" for i in range(count)]
 
 
-def _claim_worker(
-    store: Store, worker: int, start: multiprocessing.synchronize.Event, out: Any
-) -> None:
+def _claim_worker(store: Store, worker: int, start: multiprocessing.synchronize.Event, out: Any) -> None:
     try:
         start.wait(JOIN_TIMEOUT)
         won = [key for key in _key_order(worker, CLAIMS_PER_PROCESS) if store.claim(key, 300)]

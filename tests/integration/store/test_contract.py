@@ -213,7 +213,8 @@ def test_claims_and_seen_markers_are_separate(store: Store) -> None:
 # --- ledger ---------------------------------------------------------------------------------------------
 def test_ledger_roundtrip_every_outcome(store: Store) -> None:
     written = [
-        entry(i, outcome=outcome, reason=f"because {outcome}", container="app") for i, outcome in enumerate(OUTCOMES)
+        entry(i, outcome=outcome, reason=f"because {outcome}", container="app")
+        for i, outcome in enumerate(OUTCOMES)
     ]
     for e in written:
         store.append_ledger(e)
@@ -268,7 +269,9 @@ def test_ledger_filters(store: Store) -> None:
 def test_ledger_limit_with_sparse_filter(store: Store) -> None:
     # the filtered entries are far apart: a backend reading an index in pages must keep paging
     for i in range(450):
-        store.append_ledger(entry(i, image="r/a", namespace="hit" if i % 150 == 0 else "miss", tagged_at=float(i)))
+        store.append_ledger(
+            entry(i, image="r/a", namespace="hit" if i % 150 == 0 else "miss", tagged_at=float(i))
+        )
     got = store.query_ledger(image="r/a", namespace="hit")
     assert [e.tagged_at for e in got] == [300.0, 150.0, 0.0]
 
@@ -289,7 +292,12 @@ def test_ledger_is_bounded_oldest_dropped(make_store: StoreFactory) -> None:
 
 def test_ledger_unicode(store: Store) -> None:
     e = entry(
-        7, image="reg.example/équipe/äpp", namespace="prod-é", pod="pod-😀", reason="nein: über", container="名前"
+        7,
+        image="reg.example/équipe/äpp",
+        namespace="prod-é",
+        pod="pod-😀",
+        reason="nein: über",
+        container="名前",
     )
     store.append_ledger(e)
     assert store.query_ledger(image="reg.example/équipe/äpp") == [e]
@@ -326,4 +334,3 @@ def test_store_usable_after_close(make_store: StoreFactory) -> None:
     store.put_admission(record())
     store.close()
     assert store.get_admission("uid-1") is not None
-

@@ -1,0 +1,48 @@
+"""The listener's Prometheus metrics, on a registry of its own (no global state shared between tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "ListenerMetrics"]
+
+PULL_OUTCOMES = ("confirmed", "unadmitted", "mismatch", "no_digest", "invalid", "filtered", "not_kubelet")
+
+
+class ListenerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter(
+            "pulltag_events", "Events received from the API server, by Event reason", ["reason"], registry=r
+        )
+        self.pulls = Counter(
+            "pulltag_pulls", "Pulled events by confirmation outcome", ["outcome"], registry=r
+        )
+        self.tags = Counter(
+            "pulltag_tags", "Tagging outcomes by registry", ["registry", "outcome"], registry=r
+        )
+        self.registry_seconds = Histogram(
+            "pulltag_registry_request_duration_seconds",
+            "Duration of registry operations",
+            ["registry", "operation"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.watch_restarts = Counter(
+            "pulltag_watch_restarts", "Watch streams restarted, by cause", ["cause"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "pulltag_queue_depth", "Work items waiting (events, confirmations, tags)", registry=r
+        )
+        for outcome in PULL_OUTCOMES:
+            self.pulls.labels(outcome)  # present from the start, so rate() works from the first scrape
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """One sample's value (0 when absent); for tests and the bench."""
+        got = self.registry.get_sample_value(name, labels or {})
+        return float(got) if got is not None else 0.0

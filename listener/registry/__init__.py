@@ -1,0 +1,68 @@
+"""Registry clients: find the digest behind a tag, the tags on a digest, and create tags.
+
+`registry_client(settings)` returns an `OciClient` (any OCI Distribution registry) or a
+`HarborClient` (Harbor API v2.0). See `base.RegistryClient` for the interface and `errors` for the
+typed failures.
+"""
+
+from listener.registry.base import (
+    AlreadyThere,
+    CheckResult,
+    Created,
+    RegistryClient,
+    RetryPolicy,
+    TagResult,
+)
+from listener.registry.credentials import (
+    Credentials,
+    CredentialsError,
+    DockerConfigKeyring,
+    Keyring,
+    StaticKeyring,
+)
+from listener.registry.errors import (
+    AuthenticationFailed,
+    DigestMismatch,
+    InvalidName,
+    NotFound,
+    PermanentError,
+    PermissionDenied,
+    PolicyRefused,
+    RateLimited,
+    RegistryError,
+    RegistryUnavailable,
+    TagConflict,
+    TransientError,
+)
+from listener.registry.factory import registry_client
+from listener.registry.harbor import HarborClient
+from listener.registry.oci import OciClient
+
+__all__ = [
+    "AlreadyThere",
+    "AuthenticationFailed",
+    "CheckResult",
+    "Created",
+    "Credentials",
+    "CredentialsError",
+    "DigestMismatch",
+    "DockerConfigKeyring",
+    "HarborClient",
+    "InvalidName",
+    "Keyring",
+    "NotFound",
+    "OciClient",
+    "PermanentError",
+    "PermissionDenied",
+    "PolicyRefused",
+    "RateLimited",
+    "RegistryClient",
+    "RegistryError",
+    "RegistryUnavailable",
+    "RetryPolicy",
+    "StaticKeyring",
+    "TagConflict",
+    "TagResult",
+    "TransientError",
+    "registry_client",
+]

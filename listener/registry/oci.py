@@ -1,0 +1,471 @@
+"""OCI Distribution client (any registry speaking the distribution API: distribution, Harbor, ...).
+
+Retagging never re-uploads anything: HEAD the tag (already on the digest: `AlreadyThere`; elsewhere:
+`TagConflict`, never moved), GET the manifest by digest with every manifest media type accepted,
+check the body's digest, and PUT the identical bytes under the new tag with the same Content-Type.
+With a token already cached that is three requests per new tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Mapping
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from listener.registry.auth import (
+    CachedToken,
+    Challenge,
+    TokenCache,
+    challenge_from,
+    credential_identity,
+    fetch_token,
+    parse_scope,
+    render_scope,
+    repository_resource,
+    token_access,
+)
+from listener.registry.base import (
+    AlreadyThere,
+    CheckResult,
+    Created,
+    Observer,
+    RegistryClient,
+    RequestHook,
+    RetryPolicy,
+    Sleep,
+    TagResult,
+    basic_auth_header,
+    check_repository,
+    describe_response,
+)
+from listener.registry.credentials import Credentials, Keyring
+from listener.registry.errors import (
+    AuthenticationFailed,
+    DigestMismatch,
+    NotFound,
+    PermanentError,
+    PermissionDenied,
+    RegistryError,
+    TagConflict,
+)
+from pulltag.config import RegistrySettings, canonical_host
+from pulltag.images import is_valid_digest
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_MEDIA_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
+ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
+
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_TAG_PAGES = 10_000
+
+PULL = frozenset({"pull"})
+PULL_PUSH = frozenset({"pull", "push"})
+
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
+
+
+def api_base_url(host: str, insecure: bool) -> str:
+    """`https://host` (plain HTTP only when insecure); Docker Hub is served at registry-1.docker.io."""
+    api_host = DOCKER_HUB_API_HOST if canonical_host(host) == "docker.io" else host
+    return f"{'http' if insecure else 'https'}://{api_host}"
+
+
+def next_link(header: str | None) -> str | None:
+    if not header:
+        return None
+    match = _LINK_NEXT.search(header)
+    return match.group(1) if match else None
+
+
+def compute_digest(algorithm_digest: str, body: bytes) -> str:
+    algorithm = algorithm_digest.partition(":")[0]
+    return f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+
+
+class OciClient(RegistryClient):
+    kind = "oci"
+
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        *,
+        keyring: Keyring | None = None,
+        retry: RetryPolicy | None = None,
+        observer: Observer | None = None,
+        on_request: RequestHook | None = None,
+        sleep: Sleep = time.sleep,
+        page_size: int = 1000,
+    ) -> None:
+        super().__init__(
+            settings, keyring=keyring, retry=retry, observer=observer, on_request=on_request, sleep=sleep
+        )
+        self.base_url = api_base_url(self.registry, self.settings.insecure)
+        self.page_size = page_size
+        self.tokens = TokenCache()
+        self._scheme: str | None = None  # None until challenged: "basic" or "bearer"
+        self._challenge: Challenge | None = None
+
+    # -- auth -----------------------------------------------------------------------------------------
+
+    def _credentials(self, repository: str) -> Credentials | None:
+        if self.keyring is None:
+            return None
+        return self.keyring.lookup(self.registry, repository)
+
+    def _token_key(self, resource: str, creds: Credentials | None) -> tuple[str, str, str, str]:
+        challenge = self._challenge
+        assert challenge is not None
+        return (challenge.realm, challenge.service, resource, credential_identity(creds))
+
+    def _obtain_token(
+        self, resource: str, actions: frozenset[str], creds: Credentials | None, repository: str
+    ) -> CachedToken:
+        challenge = self._challenge
+        assert challenge is not None
+        scopes = [render_scope(resource, actions)] if resource and actions else []
+        token, expires_at = fetch_token(self.http, challenge, scopes, creds, repository=repository)
+        cached = CachedToken(token=token, actions=actions, expires_at=expires_at)
+        self.tokens.put(self._token_key(resource, creds), cached)
+        return cached
+
+    def _auth_headers(
+        self, resource: str, needs: frozenset[str], creds: Credentials | None, repository: str
+    ) -> dict[str, str]:
+        if self._scheme == "basic":
+            if creds is not None and creds.has_basic:
+                return {"Authorization": basic_auth_header(creds.username, creds.password)}
+            return {}
+        if self._scheme == "bearer":
+            cached = self.tokens.get(self._token_key(resource, creds))
+            if cached is None:
+                cached = self._obtain_token(resource, needs if resource else frozenset(), creds, repository)
+            elif not cached.fresh(time.monotonic()):
+                cached = self._obtain_token(resource, cached.actions | needs, creds, repository)
+            return {"Authorization": f"Bearer {cached.token}"}
+        return {}
+
+    def _request(
+        self,
+        method: str,
+        target: str,
+        *,
+        repository: str,
+        what: str,
+        needs: frozenset[str],
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> requests.Response:
+        url = target if target.startswith(("http://", "https://")) else self.base_url + target
+        creds = self._credentials(repository) if repository else self._credentials("")
+        resource = repository_resource(repository) if repository else ""
+        widened = refreshed = False
+        for _ in range(5):
+            auth = self._auth_headers(resource, needs, creds, repository)
+            sent_auth = bool(auth)
+            all_headers = dict(headers or {})
+            all_headers.update(auth)
+            response = self.http.send(
+                method, url, what=what, repository=repository, headers=all_headers, data=data
+            )
+            if response.status_code != 401:
+                return response
+            challenge = challenge_from(response)
+            text, code = describe_response(response)
+            if challenge is None:
+                raise AuthenticationFailed(
+                    f"{self.registry}: {what} refused in repository {repository or '-'} "
+                    f"with 401 and no usable challenge ({text})",
+                    registry=self.registry,
+                    repository=repository,
+                    status=401,
+                    code=code,
+                )
+            if challenge.scheme == "basic":
+                if creds is None or not creds.has_basic:
+                    raise self._no_credentials(what, repository, code)
+                if self._scheme == "basic" and sent_auth:
+                    raise self._rejected(what, repository, code)
+                self._scheme = "basic"
+                continue
+            # bearer
+            if (
+                self._scheme != "bearer"
+                or self._challenge is None
+                or (
+                    self._challenge.realm,
+                    self._challenge.service,
+                )
+                != (challenge.realm, challenge.service)
+            ):
+                self._scheme, self._challenge = "bearer", challenge
+                sent_auth = False
+            challenged: frozenset[str] = frozenset()
+            for scope in challenge.scopes:
+                parsed = parse_scope(scope)
+                if parsed is not None and parsed[0] == resource:
+                    challenged |= parsed[1]
+            key = self._token_key(resource, creds)
+            cached = self.tokens.get(key)
+            if not sent_auth:
+                self._obtain_token(
+                    resource, challenged | needs if resource else frozenset(), creds, repository
+                )
+                continue
+            if challenge.error == "insufficient_scope":
+                if widened:
+                    missing = sorted((challenged | needs) - PULL) or sorted(challenged | needs)
+                    raise PermissionDenied(
+                        f"{self.registry}: {what} refused in repository {repository}: the credentials "
+                        f"lack {'/'.join(missing) or 'the needed'} permission ({text})",
+                        registry=self.registry,
+                        repository=repository,
+                        status=401,
+                        code=code,
+                    )
+                widened = True
+                held = cached.actions if cached is not None else frozenset()
+                self._obtain_token(resource, held | challenged | needs, creds, repository)
+                continue
+            # invalid_token or no error: the token expired or was revoked; try one fresh token.
+            if refreshed:
+                raise self._rejected(what, repository, code)
+            refreshed = True
+            held = cached.actions if cached is not None else needs
+            self.tokens.drop(key)
+            self._obtain_token(resource, held | needs if resource else frozenset(), creds, repository)
+        raise self._rejected(what, repository, None)
+
+    def _no_credentials(self, what: str, repository: str, code: str | None) -> AuthenticationFailed:
+        return AuthenticationFailed(
+            f"{self.registry}: {what} in repository {repository or '-'} requires authentication "
+            "and no credentials are configured for this registry",
+            registry=self.registry,
+            repository=repository,
+            status=401,
+            code=code,
+        )
+
+    def _rejected(self, what: str, repository: str, code: str | None) -> AuthenticationFailed:
+        return AuthenticationFailed(
+            f"{self.registry}: {what} in repository {repository or '-'} refused: "
+            "the registry rejected the configured credentials",
+            registry=self.registry,
+            repository=repository,
+            status=401,
+            code=code,
+        )
+
+    def _failure(self, response: requests.Response, what: str, repository: str) -> RegistryError:
+        text, code = describe_response(response)
+        status = response.status_code
+        message = f"{self.registry}: {what} refused in repository {repository or '-'} ({text})"
+        error_cls: type[PermanentError] = {
+            401: AuthenticationFailed,
+            403: PermissionDenied,
+            404: NotFound,
+        }.get(status, PermanentError)
+        return error_cls(
+            message,
+            registry=self.registry,
+            repository=repository,
+            status=status,
+            code=code,
+            request_id=response.headers.get("X-Request-Id"),
+        )
+
+    # -- manifests ------------------------------------------------------------------------------------
+
+    def _head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest `reference` points at, or None when the registry says 404."""
+        what = f"manifest lookup of {reference}"
+        response = self._request(
+            "HEAD",
+            f"/v2/{repository}/manifests/{reference}",
+            repository=repository,
+            what=what,
+            needs=PULL,
+            headers={"Accept": ACCEPT_MANIFESTS},
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._failure(response, what, repository)
+        digest = response.headers.get("Docker-Content-Digest", "")
+        if is_valid_digest(digest):
+            return digest
+        # Some registries omit the header on HEAD: hash the manifest itself.
+        body, _ = self._get_manifest(repository, reference)
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def _get_manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
+        what = f"manifest download of {reference}"
+        response = self._request(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            repository=repository,
+            what=what,
+            needs=PULL,
+            headers={"Accept": ACCEPT_MANIFESTS},
+        )
+        if response.status_code != 200:
+            raise self._failure(response, what, repository)
+        body = response.content
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise PermanentError(
+                f"{self.registry}: manifest {reference} in repository {repository} is larger than "
+                f"{MAX_MANIFEST_BYTES} bytes",
+                registry=self.registry,
+                repository=repository,
+            )
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type not in MANIFEST_MEDIA_TYPES:
+            try:
+                declared = json.loads(body).get("mediaType")
+            except (ValueError, AttributeError):
+                declared = None
+            if isinstance(declared, str) and declared in MANIFEST_MEDIA_TYPES:
+                content_type = declared
+            elif not content_type:
+                content_type = OCI_MANIFEST
+        return body, content_type
+
+    # -- operations -----------------------------------------------------------------------------------
+
+    def _digest_of(self, repository: str, reference: str) -> str:
+        digest = self._head_manifest(repository, reference)
+        if digest is None:
+            raise NotFound(
+                f"{self.registry}: manifest {reference} not found in repository {repository}",
+                registry=self.registry,
+                repository=repository,
+                status=404,
+            )
+        return digest
+
+    def list_tags(self, repository: str) -> list[str]:
+        """Every tag of the repository, following `Link: rel="next"` pages; copes with registries
+        that ignore `n`/`last` (every page the same, or everything at once and unsorted)."""
+        check_repository(self.registry, repository)
+        what = "tag listing"
+        target: str | None = f"/v2/{repository}/tags/list?n={self.page_size}"
+        seen: set[str] = set()
+        ordered: list[str] = []
+        visited: set[str] = set()
+        origin = urlsplit(self.base_url)
+        for _ in range(MAX_TAG_PAGES):
+            if target is None or target in visited:
+                break
+            visited.add(target)
+            response = self._request("GET", target, repository=repository, what=what, needs=PULL)
+            if response.status_code != 200:
+                raise self._failure(response, what, repository)
+            try:
+                body = json.loads(response.content)
+            except ValueError:
+                raise PermanentError(
+                    f"{self.registry}: tag listing of repository {repository} is not JSON",
+                    registry=self.registry,
+                    repository=repository,
+                ) from None
+            tags = body.get("tags") if isinstance(body, dict) else None
+            fresh = 0
+            for tag in tags or []:
+                if isinstance(tag, str) and tag not in seen:
+                    seen.add(tag)
+                    ordered.append(tag)
+                    fresh += 1
+            link = next_link(response.headers.get("Link"))
+            if link is None or fresh == 0:
+                break
+            absolute = urljoin(response.url or self.base_url, link)
+            parts = urlsplit(absolute)
+            if (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc):
+                break  # never follow a link to another host with our credentials
+            target = absolute
+        return ordered
+
+    def _tags_on(self, repository: str, digest: str, prefix: str) -> list[str]:
+        candidates = [tag for tag in self.list_tags(repository) if tag.startswith(prefix)]
+        return [tag for tag in candidates if self._head_manifest(repository, tag) == digest]
+
+    def _create_tag(self, repository: str, digest: str, tag: str) -> TagResult:
+        existing = self._head_manifest(repository, tag)
+        if existing == digest:
+            return AlreadyThere(repository=repository, tag=tag, digest=digest)
+        if existing is not None:
+            raise TagConflict(
+                f"{self.registry}: tag {tag} in repository {repository} already points at {existing}, "
+                f"not {digest}; it was left unchanged",
+                tag=tag,
+                wanted=digest,
+                existing=existing,
+                registry=self.registry,
+                repository=repository,
+            )
+        body, content_type = self._get_manifest(repository, digest)
+        actual = compute_digest(digest, body)
+        if actual != digest:
+            raise DigestMismatch(
+                f"{self.registry}: manifest {digest} in repository {repository} hashes to {actual}; "
+                "not tagging",
+                registry=self.registry,
+                repository=repository,
+            )
+        what = f"creation of tag {tag}"
+        response = self._request(
+            "PUT",
+            f"/v2/{repository}/manifests/{tag}",
+            repository=repository,
+            what=what,
+            needs=PULL_PUSH,
+            headers={"Content-Type": content_type},
+            data=body,
+        )
+        if response.status_code not in (200, 201, 202):
+            raise self._failure(response, what, repository)
+        stored = response.headers.get("Docker-Content-Digest")
+        if stored and stored != digest:
+            raise DigestMismatch(
+                f"{self.registry}: tag {tag} in repository {repository} was stored as {stored}, not {digest}",
+                registry=self.registry,
+                repository=repository,
+            )
+        return Created(repository=repository, tag=tag, digest=digest)
+
+    def _check(self, repository: str | None) -> CheckResult:
+        what = "API version check"
+        response = self._request("GET", "/v2/", repository="", what=what, needs=frozenset())
+        if response.status_code != 200:
+            raise self._failure(response, what, "")
+        authenticated = self._scheme is not None and self._credentials(repository or "") is not None
+        if repository is None or self._scheme != "bearer":
+            detail = "anonymous access" if self._scheme is None else f"{self._scheme} authentication"
+            return CheckResult(self.registry, authenticated, None, detail)
+        creds = self._credentials(repository)
+        resource = repository_resource(repository)
+        cached = self._obtain_token(resource, PULL_PUSH, creds, repository)
+        access = token_access(cached.token)
+        if access is None:
+            return CheckResult(self.registry, authenticated, None, "token is opaque")
+        granted: set[str] = set()
+        for item in access:
+            actions = item.get("actions")
+            if (
+                item.get("type") == "repository"
+                and item.get("name") == repository
+                and isinstance(actions, list)
+            ):
+                granted.update(a for a in actions if isinstance(a, str))
+        can_push = "push" in granted or "*" in granted
+        return CheckResult(
+            self.registry, authenticated, can_push, f"token grants {','.join(sorted(granted)) or 'nothing'}"
+        )

@@ -1,0 +1,244 @@
+"""Render the kustomizations of manifests/ as `kubectl kustomize` does, on a temporary copy whose
+manifests/base/generated/ holds certificates from `pulltag certs` (or, until that command exists, an
+equivalent set made here with `cryptography` in the format manifests/README.md documents)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import importlib.util
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+MANIFESTS = ROOT / "manifests"
+NAMESPACE = "pulltag-system"
+SERVICE = "pulltag-webhook"
+MUTATING = "annotate.pulltag.dev"
+VALIDATING = "record.pulltag.dev"
+
+# Every kustomization under manifests/ (kind Kustomization; components are rendered through them).
+VARIANTS: dict[str, str] = {
+    "default": ".",
+    "base": "base",
+    "app": "base/app",
+    "single-pod": "overlays/single-pod",
+    "cert-manager": "overlays/cert-manager",
+}
+# Variants that carry the certificate of certs/generate.sh (Secret + caBundle from generated/).
+SCRIPT_CERT_VARIANTS = ("default", "base", "single-pod")
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Rendered:
+    name: str
+    objects: list[Obj]
+    ca_pem: bytes | None = None
+    by_key: dict[tuple[str, str], Obj] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for obj in self.objects:
+            key = (obj["kind"], obj["metadata"]["name"])
+            assert key not in self.by_key, f"{self.name}: {key} rendered twice"
+            self.by_key[key] = obj
+
+    def get(self, kind: str, name: str) -> Obj:
+        try:
+            return self.by_key[(kind, name)]
+        except KeyError:
+            raise AssertionError(f"{self.name}: no {kind} {name}") from None
+
+    def kinds(self, kind: str) -> list[Obj]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+
+def kubectl() -> str | None:
+    return shutil.which("kubectl")
+
+
+def kustomize(directory: Path) -> list[Obj]:
+    exe = kubectl()
+    assert exe is not None
+    proc = subprocess.run(
+        [exe, "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, f"kubectl kustomize {directory} failed:\n{proc.stderr}"
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def copy_manifests(dest: Path) -> Path:
+    """A copy of manifests/ without any generated/ folder of the working tree."""
+    target = dest / "manifests"
+    shutil.copytree(MANIFESTS, target, ignore=shutil.ignore_patterns("generated"))
+    return target
+
+
+def write_generated(generated: Path) -> bytes:
+    """Fill generated/ with `pulltag certs` (or the documented equivalent); return the CA's PEM."""
+    generated.mkdir(parents=True, exist_ok=True)
+    if importlib.util.find_spec("pulltag.certs") is not None:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pulltag",
+                "certs",
+                "--out",
+                str(generated),
+                "--service",
+                SERVICE,
+                "--namespace",
+                NAMESPACE,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            check=False,
+        )
+        assert proc.returncode == 0, f"pulltag certs failed:\n{proc.stdout}\n{proc.stderr}"
+    else:
+        _write_documented_equivalent(generated)
+    for name in ("tls.crt", "tls.key", "ca.crt", "webhook-cabundle-patch.yaml"):
+        assert (generated / name).is_file(), f"generated/{name} missing"
+    return (generated / "ca.crt").read_bytes()
+
+
+def cabundle_patch(ca_pem: bytes) -> str:
+    """The patch format manifests/README.md documents for generated/webhook-cabundle-patch.yaml."""
+    bundle = base64.b64encode(ca_pem).decode("ascii")
+    docs = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "webhooks": [{"name": name, "clientConfig": {"caBundle": bundle}}],
+        }
+        for kind, name in (
+            ("MutatingWebhookConfiguration", MUTATING),
+            ("ValidatingWebhookConfiguration", VALIDATING),
+        )
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def _write_documented_equivalent(generated: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pulltag-ca")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    host = f"{SERVICE}.{NAMESPACE}.svc"
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_pem = ca_cert.public_bytes(pem)
+    (generated / "ca.crt").write_bytes(ca_pem)
+    (generated / "tls.crt").write_bytes(cert.public_bytes(pem))
+    (generated / "tls.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (generated / "webhook-cabundle-patch.yaml").write_text(cabundle_patch(ca_pem), encoding="utf-8")
+
+
+# --- helpers over rendered objects -------------------------------------------------------------
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod")
+
+
+def pod_spec(obj: Obj) -> Obj:
+    if obj["kind"] == "Pod":
+        spec: Obj = obj["spec"]
+    elif obj["kind"] == "CronJob":
+        spec = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    else:
+        spec = obj["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(obj: Obj) -> dict[str, str]:
+    labels: dict[str, str] = obj["spec"]["template"]["metadata"].get("labels", {})
+    return labels
+
+
+def workloads(rendered: Rendered) -> list[Obj]:
+    return [o for o in rendered.objects if o["kind"] in WORKLOAD_KINDS]
+
+
+def all_containers(spec: Obj) -> list[Obj]:
+    return [*spec.get("initContainers", []), *spec.get("containers", []), *spec.get("ephemeralContainers", [])]
+
+
+def container(obj: Obj, name: str) -> Obj:
+    for c in pod_spec(obj)["containers"]:
+        if c["name"] == name:
+            found: Obj = c
+            return found
+    raise AssertionError(f"{obj['metadata']['name']}: no container {name}")
+
+
+def env_of(c: Obj) -> dict[str, Obj]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def mounts_of(c: Obj) -> dict[str, Obj]:
+    return {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+
+
+def volumes_of(spec: Obj) -> dict[str, Obj]:
+    return {v["name"]: v for v in spec.get("volumes", [])}
+
+
+def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def label_selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
+    """metav1.LabelSelector semantics (matchLabels AND matchExpressions; {} matches everything)."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

@@ -1,0 +1,42 @@
+"""Store URL handling that needs no server: SQLite paths, Redis URL redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from pulltag.store import StoreError, open_store
+from pulltag.store.redis import RedisStore
+from pulltag.store.sqlite import _path_of
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///var/lib/pulltag/pulltag.db", "/var/lib/pulltag/pulltag.db"),
+        ("sqlite:////var/lib/pulltag/pulltag.db", "/var/lib/pulltag/pulltag.db"),
+        ("sqlite:///a.db", "/a.db"),
+        ("sqlite:///tmp/dir with space/é.db", "/tmp/dir with space/é.db"),
+    ],
+)
+def test_sqlite_path_is_absolute(url: str, path: str) -> None:
+    assert _path_of(url) == path
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite:////", "sqlite://rel.db"])
+def test_sqlite_url_without_file_is_rejected(url: str) -> None:
+    with pytest.raises(StoreError):
+        _path_of(url)
+
+
+def test_redis_store_never_shows_its_password() -> None:
+    # constructing connects nothing, so no server is needed
+    store = RedisStore("redis://user:hunter2-pw@db.example:6380/4", timeout_seconds=0.1)
+    assert "hunter2-pw" not in store.url
+    assert "hunter2-pw" not in repr(store)
+    assert store.url == "redis://user:***@db.example:6380/4"
+    store.close()
+
+
+def test_open_store_rejects_unknown_scheme() -> None:
+    with pytest.raises(StoreError):
+        open_store("memcached://x")

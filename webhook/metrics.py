@@ -1,0 +1,56 @@
+"""Prometheus metrics of the webhook, correct across gunicorn worker processes.
+
+Under `pulltag webhook`, `serve.py` sets PROMETHEUS_MULTIPROC_DIR to a fresh directory before gunicorn
+forks; prometheus_client then keeps every value in per-process files there and `/metrics` sums them with a
+`MultiProcessCollector`, so any worker answers with the totals of all. Without the variable (tests, a bare
+Flask app) the metrics live in this instance's own registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Admission answers should take about a millisecond; the API server's default timeout is 10 s.
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "pulltag_admission_requests_total",
+            "Admission requests answered, by webhook and outcome.",
+            ["webhook", "outcome"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "pulltag_admission_duration_seconds",
+            "Time to answer an admission request, by webhook.",
+            ["webhook"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "pulltag_store_errors_total",
+            "Store operations that failed or overran their time budget, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(registry))
+        return bytes(generate_latest(self.registry))
+
+
+def mark_process_dead(pid: int) -> None:
+    """Called by the gunicorn master when a worker exits (matters for live gauges only)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
