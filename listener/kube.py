@@ -239,6 +239,8 @@ class KubeClient:
                 headers=headers,
                 timeout=timeout,
                 stream=stream,
+                # Per request: requests lets REQUESTS_CA_BUNDLE override a session's CA file.
+                verify=self.config.verify,
             )
         except requests.RequestException as exc:
             raise KubeError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc

@@ -6,11 +6,14 @@ with `create events` can post one, so every field is treated as untrusted and po
 
 The message formats are the kubelet's own (pkg/kubelet/images/image_manager.go), across versions:
 
-- up to 1.19: ``fmt.Sprintf("Successfully pulled image %q", container.Image)``
-- 1.20–1.24: ``fmt.Sprintf("Successfully pulled image %q in %v", container.Image, time.Since(startTime))``
-- 1.25–1.27: ``"Successfully pulled image %q in %v (%v including waiting)"`` (pull duration, then wall
-  time since the attempt was announced, both ``Truncate(time.Millisecond)``)
-- 1.28+: ``"Successfully pulled image %q in %v (%v including waiting). Image size: %v bytes."``
+- before 1.19: ``fmt.Sprintf("Successfully pulled image %q", container.Image)``
+- 1.19 on (kubernetes#91563): ``fmt.Sprintf("Successfully pulled image %q in %v", container.Image,
+  time.Since(startTime))`` -- not truncated, so ``in 49.657983991s``
+- 1.26 on, backported to 1.25 patches (kubernetes#111772, #114271):
+  ``"Successfully pulled image %q in %v (%v including waiting)"`` -- the pull itself, then the wall time
+  since the attempt was announced (serialised pulls wait for each other), both ``Truncate(time.Millisecond)``
+- 1.30 on (kubernetes#121719, with the image pull duration metric):
+  ``"Successfully pulled image %q in %v (%v including waiting). Image size: %v bytes."``
 - every version: ``fmt.Sprintf("Container image %q already present on machine", container.Image)``
 - 1.33+ (KubeletEnsureSecretPulledImages, default from 1.35):
   ``"Container image %q already present on machine and can be accessed by the pod"``

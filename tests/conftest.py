@@ -2,4 +2,6 @@
 
 pytest_plugins = [
     "tests.harness.fixtures_procs",
+    "tests.harness.fixtures_registry",
+    "tests.harness.fixtures_kube",
 ]

@@ -145,19 +145,23 @@ def image_location(host: str, repository: str = "") -> str:
 # Parsing
 
 
+def _text(entry: Mapping[str, Any], key: str) -> str:
+    value = entry.get(key)
+    return value if isinstance(value, str) else ""
+
+
 def _entry_credentials(entry: Mapping[str, Any]) -> Credentials | None:
-    username = entry.get("username") if isinstance(entry.get("username"), str) else ""
-    password = entry.get("password") if isinstance(entry.get("password"), str) else ""
-    identity = entry.get("identitytoken") if isinstance(entry.get("identitytoken"), str) else ""
-    auth = entry.get("auth")
-    if isinstance(auth, str) and auth:
+    username, password = _text(entry, "username"), _text(entry, "password")
+    identity = _text(entry, "identitytoken")
+    auth = _text(entry, "auth")
+    if auth:
+        # As the kubelet does: `auth` (base64 of user:password) wins over username/password.
         try:
             decoded = base64.b64decode(auth, validate=False).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             decoded = ""
         if ":" in decoded:
             username, _, password = decoded.partition(":")
-    assert isinstance(username, str) and isinstance(password, str) and isinstance(identity, str)
     if not (username or password or identity):
         return None
     return Credentials(username=username, password=password, identity_token=identity)
@@ -167,7 +171,7 @@ def parse_docker_config(document: Any) -> list[tuple[str, Credentials]]:
     """(normalised key, credentials) pairs from a dockerconfigjson or dockercfg document."""
     if not isinstance(document, Mapping):
         raise ValueError("the document is not a JSON object")
-    auths = document.get("auths", document) if "auths" in document else document
+    auths = document.get("auths", document)  # dockerconfigjson, or the older dockercfg shape
     if not isinstance(auths, Mapping):
         raise ValueError("`auths` is not a JSON object")
     pairs: list[tuple[str, Credentials]] = []

@@ -45,7 +45,8 @@ def split_repository(registry: str, repository: str) -> tuple[str, str]:
     project, sep, rest = repository.partition("/")
     if not sep or not rest:
         raise InvalidName(
-            f"{registry}: Harbor repository {repository!r} needs a project: <project>/<name>; nothing was sent",
+            f"{registry}: Harbor repository {repository!r} needs a project: <project>/<name>; "
+            "nothing was sent",
             registry=registry,
             repository=repository,
         )
@@ -105,7 +106,10 @@ class HarborClient(RegistryClient):
             405: "the project is a proxy-cache project, which allows no tag creation",
             412: "an immutability rule protects this tag",
         }.get(status, "")
+        request_id = response.headers.get("X-Request-Id")
         message = f"{self.registry}: {what} refused {where}: {explanation} ({text})".replace(":  (", ": (")
+        if request_id:
+            message += f" [X-Request-Id {request_id}]"
         error_cls: type[PermanentError] = {
             401: AuthenticationFailed,
             403: PermissionDenied,
@@ -119,7 +123,7 @@ class HarborClient(RegistryClient):
             repository=repository,
             status=status,
             code=code,
-            request_id=response.headers.get("X-Request-Id"),
+            request_id=request_id,
         )
 
     def _artifact(self, repository: str, reference: str, *, with_tag: bool) -> dict[str, Any] | None:

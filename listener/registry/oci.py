@@ -221,6 +221,8 @@ class OciClient(RegistryClient):
                 )
                 continue
             if challenge.error == "insufficient_scope":
+                if widened and creds is None:
+                    raise self._no_credentials(what, repository, code)
                 if widened:
                     missing = sorted((challenged | needs) - PULL) or sorted(challenged | needs)
                     raise PermissionDenied(
@@ -360,6 +362,7 @@ class OciClient(RegistryClient):
         seen: set[str] = set()
         ordered: list[str] = []
         visited: set[str] = set()
+        unpaged_tried = False
         origin = urlsplit(self.base_url)
         for _ in range(MAX_TAG_PAGES):
             if target is None or target in visited:
@@ -384,6 +387,11 @@ class OciClient(RegistryClient):
                     ordered.append(tag)
                     fresh += 1
             link = next_link(response.headers.get("Link"))
+            if fresh == 0 and not unpaged_tried:
+                # The registry ignores `last` (the same page again): ask once without `n`.
+                unpaged_tried = True
+                target = f"/v2/{repository}/tags/list"
+                continue
             if link is None or fresh == 0:
                 break
             absolute = urljoin(response.url or self.base_url, link)

@@ -288,7 +288,9 @@ class FakeHarbor:
         if self.tls:
             self._server.socket = self._tls_context().wrap_socket(self._server.socket, server_side=True)
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-harbor", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-harbor", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -349,14 +351,10 @@ class FakeHarbor:
             for fault in self.faults:
                 if fault.remaining > 0 and (fault.method is None or fault.method == method):
                     fault.remaining -= 1
-                    status, payload, extra = self._error(
-                        fault.status,
-                        "INTERNAL_SERVER_ERROR" if fault.status >= 500 else "TOO_MANY_REQUESTS",
-                        "injected fault",
-                    )
-                    if fault.retry_after is not None:
-                        extra = {"Retry-After": fault.retry_after}
-                    return status, payload, extra
+                    code = "INTERNAL_SERVER_ERROR" if fault.status >= 500 else "TOO_MANY_REQUESTS"
+                    status, payload, _ = self._error(fault.status, code, "injected fault")
+                    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+                    return status, payload, headers
         parts = urlsplit(h.path)
         query = parse_qs(parts.query)
         # Like Go's router: percent-decode the path once, then split into segments.

@@ -45,11 +45,13 @@ probes, the binding subresource (the scheduler's binding is a PATCH of ``spec.no
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import queue
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -439,6 +441,7 @@ class _Api:
         self.username = username
         self.http = http
         self.token = token or (fake.add_token(username, groups) if http else "")
+        self.open_watch: requests.Response | None = None
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -544,6 +547,7 @@ class _Api:
         resp = self._session().get(
             self.fake.url + "/api/v1/pods", params=params, stream=True, timeout=(10, 5)
         )
+        self.open_watch = resp
         try:
             if resp.status_code >= 400:
                 raise KubeletApiError("GET", "/api/v1/pods?watch", resp.status_code, resp.text)
@@ -963,6 +967,10 @@ class Kubelet:
         """Stop background mode (pending status timers are cancelled); re-raises a background error."""
         self._stop.set()
         self._queue.put(None)
+        watch_resp = self._scheduler.open_watch
+        if watch_resp is not None:
+            with contextlib.suppress(Exception):  # unblocks the watch thread's read
+                watch_resp.raw._fp.fp.raw._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
         for t in self._threads:
             t.join(timeout=10)
         self._threads = []
@@ -1369,9 +1377,16 @@ class Kubelet:
         if not st.dirty:
             return None
         st.dirty = False
+        status = self._status(st)
+        # As the status manager's two-way merge patch: the uid as a precondition, the kubelet's order of
+        # conditions, and explicit nulls for fields a condition no longer has.
+        for cond in status["conditions"]:
+            cond.setdefault("reason", None)
+            cond.setdefault("message", None)
+        status["$setElementOrder/conditions"] = [{"type": c["type"]} for c in status["conditions"]]
         try:
             return self._node_api[st.node].patch_pod(
-                st.namespace, st.name, {"metadata": {"uid": st.uid}, "status": self._status(st)}, "status"
+                st.namespace, st.name, {"metadata": {"uid": st.uid}, "status": status}, "status"
             )
         except KubeletApiError as e:
             if e.status == 404:
@@ -1555,8 +1570,8 @@ class Kubelet:
                             wanted = self._wants(obj)
                         if wanted:
                             self._enqueue(obj)
-            except (requests.RequestException, KubeletApiError, ValueError):
-                if self._stop.wait(0.05):  # reconnect backoff
+            except Exception:
+                if self._stop.wait(0.05):  # reconnect backoff (or the stream was closed by stop())
                     return
 
     def _watch_in_process(self, rv: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 from pulltag.certs import generate
@@ -156,6 +157,13 @@ class WebhookServer:
         except OSError:
             return False
         return status == 200
+
+    def session(self) -> requests.Session:
+        """A keep-alive HTTPS session trusting only our CA (environment CA bundles and proxies ignored)."""
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.ca_file)
+        return session
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """One GET on a fresh TLS connection."""

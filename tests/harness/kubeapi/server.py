@@ -572,6 +572,7 @@ class FakeKubeAPI:
         self._thread: threading.Thread | None = None
         self._reaper: threading.Thread | None = None
         self._reaper_stop = threading.Event()
+        self._reaper_wake = threading.Event()
         self._tmpdir = tempfile.mkdtemp(prefix="fake-kubeapi-")
         bundle = api_server_bundle()
         self.ca_pem = bundle.ca_pem
@@ -622,6 +623,7 @@ class FakeKubeAPI:
         """Stop serving (listening socket and every connection closed); state is kept for restart()."""
         server, self._server = self._server, None
         self._reaper_stop.set()
+        self._reaper_wake.set()
         if server is None:
             return
         server.shutdown()
@@ -662,13 +664,16 @@ class FakeKubeAPI:
     def _reap_events(self) -> None:
         while True:
             interval = min(1.0, max(0.01, self.event_ttl_seconds / 4))
-            if self._reaper_stop.wait(interval):
+            self._reaper_wake.wait(interval)
+            self._reaper_wake.clear()
+            if self._reaper_stop.is_set():
                 return
             self.registry.expire_events(self.event_ttl_seconds, time.monotonic())
 
     def set_event_ttl(self, seconds: float) -> None:
         """Shorten (or lengthen) the event TTL; applies to existing events from their last write."""
         self.event_ttl_seconds = seconds
+        self._reaper_wake.set()
 
     # -- credentials ----------------------------------------------------------------------------
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -70,26 +73,55 @@ class Raw:
 
 
 class WatchReader:
-    """Reads a watch stream on a thread; tests pull events with deadlines."""
+    """A watch over a raw TLS socket, parsed on a thread; tests pull events with deadlines.
+
+    Raw sockets (not requests) so that ``close()`` can cut the connection at once and the test can
+    tell a clean end of the chunked body (``ended_cleanly``) from a dropped connection."""
 
     def __init__(self, api: FakeKubeAPI, path: str, token: str | None = None) -> None:
-        self.raw = Raw(api, token)
-        self.response = self.raw("GET", path, stream=True)
+        ctx = ssl.create_default_context(cafile=api.ca_file)
+        sock = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+        self.sock = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token or api.admin_token}\r\n"
+            "Accept: application/json\r\n\r\n".encode()
+        )
+        self.file = self.sock.makefile("rb")
+        status_line = self.file.readline().decode()
+        self.status = int(status_line.split()[1])
+        self.headers: dict[str, str] = {}
+        while (line := self.file.readline().decode().strip()):
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self.ended = threading.Event()
+        self.ended_cleanly = False
         self.error: BaseException | None = None
+        if self.status != 200:
+            self.body = json.loads(self.file.read(int(self.headers.get("content-length", "0"))))
+            self.events.put(None)
+            return
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            for line in self.response.iter_lines(chunk_size=1):
-                if line:
-                    self.events.put(json.loads(line))
+            self.sock.settimeout(None)
+            while True:
+                size_line = self.file.readline()
+                if not size_line:
+                    raise ConnectionError("connection closed mid-stream")
+                size = int(size_line.strip(), 16)
+                if size == 0:
+                    self.ended_cleanly = True
+                    return
+                data = self.file.read(size)
+                self.file.read(2)
+                for line in data.splitlines():
+                    if line.strip():
+                        self.events.put(json.loads(line))
         except Exception as e:  # a dropped connection is what some tests provoke
             self.error = e
         finally:
-            self.ended.set()
             self.events.put(None)
 
     def next(self, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -118,4 +150,6 @@ class WatchReader:
         return out
 
     def close(self) -> None:
-        self.response.close()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()

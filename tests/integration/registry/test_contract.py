@@ -178,7 +178,10 @@ def test_observer_sees_each_operation(registry_backend: Any) -> None:
     hooked: list[tuple[str, str, int | None]] = []
     settings = registry_backend.settings()
     with registry_client(
-        settings, retry=FAST, observer=lambda op, s: seen.append((op, s)), on_request=lambda *a: hooked.append(a)
+        settings,
+        retry=FAST,
+        observer=lambda op, s: seen.append((op, s)),
+        on_request=lambda *a: hooked.append(a),
     ) as client:
         client.digest_of(repo, "v1")
         client.tags_on(repo, digest, "x")

@@ -21,7 +21,7 @@ from listener.registry import (
     RetryPolicy,
     registry_client,
 )
-from listener.registry.credentials import Credentials, write_docker_config
+from listener.registry.credentials import Credentials, DockerConfigKeyring, write_docker_config
 from pulltag.config import RegistrySettings
 from tests.harness.procs import free_port
 from tests.harness.registry import REFRESH_TOKENS, RegistryServer
@@ -45,10 +45,14 @@ def oci(registry: RegistryServer, user: str | None = "admin", **kwargs: Any) -> 
     [("oci", False), ("docker", False), ("oci", True), ("docker", True)],
     ids=["oci-manifest", "docker-schema2", "oci-index", "docker-manifest-list"],
 )
-def test_retag_keeps_bytes_digest_and_media_type(real_registry: RegistryServer, kind: Any, multi: bool) -> None:
+def test_retag_keeps_bytes_digest_and_media_type(
+    real_registry: RegistryServer, kind: Any, multi: bool
+) -> None:
     repo = real_registry.new_repository()
     pushed = (
-        real_registry.push_index(repo, "v1", kind=kind) if multi else real_registry.push_image(repo, "v1", kind=kind)
+        real_registry.push_index(repo, "v1", kind=kind)
+        if multi
+        else real_registry.push_image(repo, "v1", kind=kind)
     )
     with oci(real_registry) as client:
         assert client.create_tag(repo, pushed.digest, "deployed_prod_1") == Created(
@@ -78,7 +82,11 @@ def test_three_hundred_tags_are_listed(htpasswd_registry: RegistryServer) -> Non
         list(pool.map(lambda tag: registry.push_manifest(repo, tag, found[0], found[1]), names))
     registry.set_tag(repo, "deployed_a", first.digest)
     registry.set_tag(repo, "deployed_b", second.digest)
-    with oci(registry, page_size=50) as client:
+    settings = registry.settings("admin")
+    assert settings.credentials is not None
+    with OciClient(
+        settings, keyring=DockerConfigKeyring(settings.credentials), retry=FAST, page_size=50
+    ) as client:
         tags = client.list_tags(repo)
         assert len(tags) == 300
         assert set(tags) == {*names, "v1", "v2", "deployed_a", "deployed_b"}
@@ -204,7 +212,9 @@ def test_credentials_matched_by_repository_path(htpasswd_registry: RegistryServe
         },
     )
     with registry_client(registry.settings(None, credentials=str(path)), retry=FAST) as client:
-        assert client.create_tag(repo, pushed.digest, "deployed_1") == Created(repo, "deployed_1", pushed.digest)
+        assert client.create_tag(repo, pushed.digest, "deployed_1") == Created(
+            repo, "deployed_1", pushed.digest
+        )
         other = registry.new_repository("other/app")
         registry.push_image(other, "v1")
         with pytest.raises(AuthenticationFailed):

@@ -30,6 +30,7 @@ MESSAGES = [
     ("1.18", 'Successfully pulled image "nginx:1.25"', "nginx:1.25", False, None, None, None),
     ("1.20", 'Successfully pulled image "nginx:1.25" in 3.2s', "nginx:1.25", False, 3.2, None, None),
     ("1.22", 'Successfully pulled image "nginx" in 1m2.5s', "nginx", False, 62.5, None, None),
+    ("1.22", 'Successfully pulled image "nginx" in 49.657983991s', "nginx", False, 49.657983991, None, None),
     (
         "1.25",
         'Successfully pulled image "nginx:1.25" in 3.2s (3.2s including waiting)',
@@ -49,7 +50,7 @@ MESSAGES = [
         None,
     ),
     (
-        "1.29",
+        "1.30",
         'Successfully pulled image "nginx:1.25" in 1.234s (1.234s including waiting). '
         "Image size: 70567890 bytes.",
         "nginx:1.25",

@@ -199,15 +199,11 @@ def workloads(rendered: Rendered) -> list[Obj]:
 
 
 def all_containers(spec: Obj) -> list[Obj]:
-    return [*spec.get("initContainers", []), *spec.get("containers", []), *spec.get("ephemeralContainers", [])]
-
-
-def container(obj: Obj, name: str) -> Obj:
-    for c in pod_spec(obj)["containers"]:
-        if c["name"] == name:
-            found: Obj = c
-            return found
-    raise AssertionError(f"{obj['metadata']['name']}: no container {name}")
+    return [
+        *spec.get("initContainers", []),
+        *spec.get("containers", []),
+        *spec.get("ephemeralContainers", []),
+    ]
 
 
 def env_of(c: Obj) -> dict[str, Obj]:

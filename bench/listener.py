@@ -1,0 +1,176 @@
+"""Benchmark of the listener's event path, against plain `json.loads` measured in the same run.
+
+1. 100,000 Pulled events are created in the fake API server and streamed once over HTTPS as a watch
+   (resourceVersion=0: every event as ADDED); the raw lines are kept.
+2. Over those same bytes: plain `json.loads` per line (the anchor), then the listener's path (the
+   informer's line handling: decode, resourceVersion tracking, event counting, `parse_pull`, queue put).
+   Goal: the listener's path at ≥ 0.5× the anchor's events/s.
+3. The listener's informer runs in a child process against the API server with 1,000 and then 100,000
+   events in the cluster (list, then watch); its RSS once synced. Goal: growth ≤ 20 MB.
+
+Run: `.venv/bin/python bench/listener.py [--events N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from listener.informer import Informer, InformerOptions  # noqa: E402
+from listener.kube import KubeClient, load_config  # noqa: E402
+from listener.main import transform_event  # noqa: E402
+from listener.metrics import ListenerMetrics  # noqa: E402
+from tests.harness.kubeapi import FakeKubeAPI  # noqa: E402
+
+CHILD = r"""
+import queue, sys, threading, time
+sys.path.insert(0, {root!r})
+from listener.informer import Informer, InformerOptions
+from listener.kube import KubeClient, load_config
+from listener.main import transform_event
+from listener.metrics import ListenerMetrics
+out = queue.Queue(1000)
+count = 0
+def drain():
+    global count
+    while True:
+        out.get(); count += 1
+threading.Thread(target=drain, daemon=True).start()
+informer = Informer(KubeClient(load_config({kubeconfig!r})), out, transform_event, ListenerMetrics(),
+                    InformerOptions())
+informer.start()
+informer.synced.wait(600)
+deadline = time.monotonic() + 600
+while count < {expected} and time.monotonic() < deadline:
+    time.sleep(0.05)
+fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0]), count, flush=True)
+informer.stop()
+"""
+
+
+def pulled_event(i: int, namespace: str = "default") -> dict[str, object]:
+    pod = f"web-{i // 3}"
+    stamp = "2026-11-26T10:15:02Z"
+    image = f"registry.example.com/team/app-{i % 50}:v{i % 7}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{pod}.{i:016x}", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": namespace,
+            "name": pod,
+            "uid": f"00000000-0000-4000-8000-{i:012d}",
+            "resourceVersion": "1234",
+            "fieldPath": "spec.containers{app}",
+        },
+        "reason": "Pulled",
+        "message": f'Successfully pulled image "{image}" in 1.234s (1.5s including waiting). '
+        "Image size: 12345678 bytes.",
+        "source": {"component": "kubelet", "host": f"node-{i % 20}"},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "type": "Normal",
+        "eventTime": None,
+        "reportingComponent": "kubelet",
+        "reportingInstance": f"node-{i % 20}",
+    }
+
+
+def fill(api: FakeKubeAPI, start: int, stop: int) -> None:
+    for i in range(start, stop):
+        api.create("events", pulled_event(i), "default")
+
+
+def capture_stream(kube: KubeClient, expected: int) -> list[bytes]:
+    """The raw lines of one watch from resourceVersion 0 (every event as ADDED)."""
+    params: dict[str, str | int] = {"fieldSelector": "reason=Pulled", "resourceVersion": "0", "timeoutSeconds": 600}
+    stream = kube.watch("/api/v1/events", params, read_timeout=60)
+    lines: list[bytes] = []
+    for line in stream.lines():
+        if line:
+            lines.append(line)
+            if len(lines) >= expected:
+                break
+    stream.close()
+    return lines
+
+
+def anchor(lines: list[bytes]) -> float:
+    started = time.perf_counter()
+    for line in lines:
+        json.loads(line)
+    return len(lines) / (time.perf_counter() - started)
+
+
+def listener_path(kube: KubeClient, lines: list[bytes]) -> float:
+    out: queue.Queue[object] = queue.Queue()
+    informer: Informer[object] = Informer(kube, out, transform_event, ListenerMetrics(), InformerOptions())
+    handle = informer._handle_line  # the informer's per-line work, exactly as on the watch thread
+    started = time.perf_counter()
+    for line in lines:
+        handle(line)
+    rate = len(lines) / (time.perf_counter() - started)
+    assert out.qsize() == len(lines), (out.qsize(), len(lines))
+    return rate
+
+
+def child_rss(kubeconfig: str, expected: int) -> tuple[int, int]:
+    code = CHILD.format(root=str(ROOT), kubeconfig=kubeconfig, expected=expected)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True)
+    rss, hwm, count = (int(x) for x in done.stdout.split())
+    assert count >= expected, (count, expected)
+    return rss, hwm
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=1_000)
+    args = parser.parse_args()
+    with FakeKubeAPI(compaction_window=args.events * 2 + 1000, bookmark_interval=60.0) as api:
+        kubeconfig = api.write_kubeconfig(os.path.join(tempfile.mkdtemp(), "kubeconfig"))
+        kube = KubeClient(load_config(kubeconfig))
+
+        fill(api, 0, args.small)
+        small_rss, small_hwm = child_rss(kubeconfig, args.small)
+
+        started = time.perf_counter()
+        fill(api, args.small, args.events)
+        print(f"created {args.events - args.small} more events in {time.perf_counter() - started:.1f}s")
+        lines = capture_stream(kube, args.events)
+        size = sum(len(line) for line in lines)
+        print(f"captured {len(lines)} watch lines, {size / len(lines):.0f} bytes each on average")
+        json_rate, path_rate = [], []
+        for _ in range(3):  # best of three, alternating, so both see the same machine state
+            json_rate.append(anchor(lines))
+            path_rate.append(listener_path(kube, lines))
+        best_json, best_path = max(json_rate), max(path_rate)
+        ratio = best_path / best_json
+        print(f"json.loads anchor:        {best_json:12,.0f} events/s")
+        print(f"listener path (to queue): {best_path:12,.0f} events/s")
+        print(f"ratio: {ratio:.2f} (goal >= 0.5) {'OK' if ratio >= 0.5 else 'BELOW GOAL'}")
+
+        big_rss, big_hwm = child_rss(kubeconfig, args.events)
+        growth = (big_rss - small_rss) / 1024
+        print(f"listener RSS with {args.small:,} events: {small_rss / 1024:.1f} MB (peak {small_hwm / 1024:.1f} MB)")
+        print(f"listener RSS with {args.events:,} events: {big_rss / 1024:.1f} MB (peak {big_hwm / 1024:.1f} MB)")
+        print(f"growth: {growth:.1f} MB (goal <= 20 MB) {'OK' if growth <= 20 else 'ABOVE GOAL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
