@@ -16,7 +16,7 @@ reports it exactly as a real kubelet with containerd does:
   <1.19  ``Successfully pulled image "X"``
   1.19+  ``Successfully pulled image "X" in 1.234567891s`` (time.Duration's %v)         (#91563)
   1.26+  ``... in 1.234567891s (1.234568012s including waiting)``                        (#111772)
-  1.28+  both durations ``Truncate(time.Millisecond)``: ``in 1.234s (1.234s including waiting)``
+  1.28+  both ``Truncate(time.Millisecond)``: ``in 1.234s (1.234s including waiting)`` (1.28: assumed)
   1.30+  ``... including waiting). Image size: N bytes.``                                (#121719)
   all    ``Container image "X" already present on machine``
   1.35+  ``... already present on machine and can be accessed by the pod`` (KubeletEnsureSecretPulledImages)

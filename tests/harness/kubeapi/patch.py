@@ -60,10 +60,10 @@ def apply_patch(store: str, content_type: str, current: dict[str, Any], body: by
     if not isinstance(patch, dict):
         raise errors.bad_request("error decoding patch: patch is not a JSON object")
     if ct == MERGE_PATCH:
-        return merge_patch(current, patch)
+        return dict(merge_patch(current, patch))
     if ct == STRATEGIC_MERGE_PATCH:
         keys = {**_MERGE_KEYS["*"], **_MERGE_KEYS.get(store, {})}
-        return strategic_merge(current, patch, (), keys)
+        return dict(strategic_merge(current, patch, (), keys))
     raise errors.unsupported_media_type(content_type)
 
 

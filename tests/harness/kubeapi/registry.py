@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import copy
 import datetime
 import json
@@ -274,7 +275,7 @@ class Registry:
         user: User = SYSTEM_ADMIN,
         dry_run: bool = False,
         admit: bool = True,
-    ) -> tuple[Obj, list[str]]:
+    ) -> tuple[Obj, builtins.list[str]]:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request is not a JSON object")
         body_meta = body.get("metadata") or {}
@@ -312,7 +313,7 @@ class Registry:
         user: User = SYSTEM_ADMIN,
         dry_run: bool = False,
         admit: bool = True,
-    ) -> tuple[Obj, list[str]]:
+    ) -> tuple[Obj, builtins.list[str]]:
         def compute(old: Obj) -> Obj:
             return apply_patch(rt.store, content_type, old, body)
 
@@ -329,7 +330,7 @@ class Registry:
         user: User,
         dry_run: bool,
         admit: bool,
-    ) -> tuple[Obj, list[str]]:
+    ) -> tuple[Obj, builtins.list[str]]:
         key = self.key(rt, namespace, name)
         # Optimistic concurrency like GuaranteedUpdate: compute outside the lock (webhooks may be slow),
         # commit only if nobody wrote in between, else recompute.
@@ -363,7 +364,7 @@ class Registry:
             new["apiVersion"], new["kind"] = rt.api_version, rt.kind
             apply_defaults(rt, new)
             prepare_for_update(rt, new, old, subresource)
-            warnings: list[str] = []
+            warnings: builtins.list[str] = []
             if admit and not subresource:
                 ns_labels = self.namespace_labels(namespace) if rt.namespaced else {}
                 req = AdmissionRequest(

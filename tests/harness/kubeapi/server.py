@@ -7,6 +7,7 @@ the store's condition variable and write chunks outside the lock; a reaper threa
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import json
 import os
@@ -820,13 +821,13 @@ class FakeKubeAPI:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> list[Obj]:
+    ) -> builtins.list[Obj]:
         """Items (with kind/apiVersion) across all namespaces when ``namespace`` is None."""
         rt = self._rt(resource)
         out = self.registry.list(rt, namespace, label_selector, field_selector)
         return [{"apiVersion": rt.api_version, "kind": rt.kind, **o} for o in out["items"]]
 
-    def objects(self, resource: str, namespace: str | None = None) -> list[Obj]:
+    def objects(self, resource: str, namespace: str | None = None) -> builtins.list[Obj]:
         return self.list(resource, namespace)
 
     def update(self, resource: str, obj: Obj, namespace: str | None = None, *, subresource: str = "") -> Obj:
@@ -843,7 +844,7 @@ class FakeKubeAPI:
         self,
         resource: str,
         name: str,
-        patch: Obj | list[Any],
+        patch: Obj | builtins.list[Any],
         namespace: str | None = None,
         *,
         patch_type: str = "strategic",
@@ -970,7 +971,9 @@ class FakeKubeAPI:
     def _record(self, method: str, path: str, user: str, status: int) -> None:
         self.request_log.append(RequestRecord(method, path, user, status))
 
-    def requests(self, method: str | None = None, route_prefix: str | None = None) -> list[RequestRecord]:
+    def requests(
+        self, method: str | None = None, route_prefix: str | None = None
+    ) -> builtins.list[RequestRecord]:
         """Filtered view of ``request_log``."""
         return [
             r
@@ -993,7 +996,7 @@ class FakeKubeAPI:
         }
 
     def _discovery(self, path: str) -> Obj | None:
-        groups: dict[str, list[ResourceType]] = {}
+        groups: dict[str, builtins.list[ResourceType]] = {}
         for rt in RESOURCE_TYPES:
             groups.setdefault(rt.group, []).append(rt)
         if path == "/api":
@@ -1025,7 +1028,7 @@ class FakeKubeAPI:
             group, version = segs[1], segs[2]
         else:
             return None
-        resources: list[Obj] = []
+        resources: builtins.list[Obj] = []
         for rt in groups.get(group, []):
             if rt.version != version:
                 continue

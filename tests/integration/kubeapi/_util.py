@@ -28,8 +28,13 @@ def wait_for(cond: Callable[[], Any], timeout: float = 5.0, what: str = "conditi
         time.sleep(0.01)
 
 
-def pod(name: str = "", namespace: str = "default", image: str = "registry.example/app:1",
-        labels: dict[str, str] | None = None, generate_name: str = "") -> dict[str, Any]:
+def pod(
+    name: str = "",
+    namespace: str = "default",
+    image: str = "registry.example/app:1",
+    labels: dict[str, str] | None = None,
+    generate_name: str = "",
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"namespace": namespace}
     if name:
         meta["name"] = name
@@ -37,18 +42,38 @@ def pod(name: str = "", namespace: str = "default", image: str = "registry.examp
         meta["generateName"] = generate_name
     if labels:
         meta["labels"] = labels
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "spec": {"containers": [{"name": "app", "image": image}]}}
-
-
-def event(name: str, namespace: str = "default", reason: str = "Pulled", pod_name: str = "p",
-          etype: str = "Normal", component: str = "kubelet", field_path: str = "spec.containers{app}") -> dict:
     return {
-        "apiVersion": "v1", "kind": "Event",
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {"containers": [{"name": "app", "image": image}]},
+    }
+
+
+def event(
+    name: str,
+    namespace: str = "default",
+    reason: str = "Pulled",
+    pod_name: str = "p",
+    etype: str = "Normal",
+    component: str = "kubelet",
+    field_path: str = "spec.containers{app}",
+) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
         "metadata": {"name": name, "namespace": namespace},
-        "involvedObject": {"kind": "Pod", "namespace": namespace, "name": pod_name, "uid": f"uid-{pod_name}",
-                           "fieldPath": field_path, "apiVersion": "v1"},
-        "reason": reason, "type": etype, "message": f"{reason} something",
+        "involvedObject": {
+            "kind": "Pod",
+            "namespace": namespace,
+            "name": pod_name,
+            "uid": f"uid-{pod_name}",
+            "fieldPath": field_path,
+            "apiVersion": "v1",
+        },
+        "reason": reason,
+        "type": etype,
+        "message": f"{reason} something",
         "source": {"component": component, "host": "node-1"},
         "reportingComponent": component,
     }
@@ -63,13 +88,15 @@ class Raw:
         self.session.verify = api.ca_file
         self.session.headers["Authorization"] = f"Bearer {token or api.admin_token}"
 
-    def __call__(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                 **kw: Any) -> requests.Response:
+    def __call__(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **kw: Any
+    ) -> requests.Response:
         data = json.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
         # verify per request: REQUESTS_CA_BUNDLE in the environment would override session.verify.
-        return self.session.request(method, self.api.url + path, data=data, headers=headers, timeout=10,
-                                    verify=self.api.ca_file, **kw)
+        return self.session.request(
+            method, self.api.url + path, data=data, headers=headers, timeout=10, verify=self.api.ca_file, **kw
+        )
 
 
 class WatchReader:
@@ -90,7 +117,7 @@ class WatchReader:
         status_line = self.file.readline().decode()
         self.status = int(status_line.split()[1])
         self.headers: dict[str, str] = {}
-        while (line := self.file.readline().decode().strip()):
+        while line := self.file.readline().decode().strip():
             k, _, v = line.partition(":")
             self.headers[k.strip().lower()] = v.strip()
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()

@@ -77,8 +77,18 @@ class Decider:
     def __init__(self) -> None:
         self.by_path: dict[str, Any] = {
             "/mutate": lambda req: patch_response(
-                [{"op": "add", "path": "/metadata/annotations", "value": {"pulltag.dev/images": json.dumps(
-                    {c["name"]: c["image"] for c in req["object"]["spec"]["containers"]})}}]),
+                [
+                    {
+                        "op": "add",
+                        "path": "/metadata/annotations",
+                        "value": {
+                            "pulltag.dev/images": json.dumps(
+                                {c["name"]: c["image"] for c in req["object"]["spec"]["containers"]}
+                            )
+                        },
+                    }
+                ]
+            ),
             "/validate": lambda req: {"allowed": True, "warnings": ['registry "x" is not "configured"']},
         }
 
@@ -110,8 +120,9 @@ def reviews(webhook: TestWebhookServer, path: str) -> list[dict[str, Any]]:
     return [r["request"] for p, r in webhook.requests if p.split("?")[0] == path]
 
 
-def test_mutation_then_name_then_validation(admitted: FakeKubeAPI, webhook: TestWebhookServer,
-                                            core: client.CoreV1Api):
+def test_mutation_then_name_then_validation(
+    admitted: FakeKubeAPI, webhook: TestWebhookServer, core: client.CoreV1Api
+):
     created = core.create_namespaced_pod("default", pod(generate_name="web-", labels={"app": "web"}))
     assert json.loads(created.metadata.annotations["pulltag.dev/images"]) == {"app": "registry.example/app:1"}
     assert created.metadata.name.startswith("web-")
@@ -142,8 +153,9 @@ def test_warnings_are_headers(admitted: FakeKubeAPI):
     assert r.raw.headers.getlist("Warning") == ['299 - "registry \\"x\\" is not \\"configured\\""']
 
 
-def test_reinvocation_if_needed(admitted: FakeKubeAPI, webhook: TestWebhookServer, decider: Decider,
-                                ca: TestCA):
+def test_reinvocation_if_needed(
+    admitted: FakeKubeAPI, webhook: TestWebhookServer, decider: Decider, ca: TestCA
+):
     conf = yaml.safe_load_all(CONFIGS)
     mutating = copy.deepcopy(next(d for d in conf if d["kind"] == "MutatingWebhookConfiguration"))
     later = mutating["webhooks"][0]
@@ -153,7 +165,8 @@ def test_reinvocation_if_needed(admitted: FakeKubeAPI, webhook: TestWebhookServe
     admitted.load_manifests([mutating])
     admitted.set_webhook_ca_bundle(ca.ca_pem, "zz-later")
     decider.by_path["/label"] = lambda req: patch_response(
-        [{"op": "add", "path": "/metadata/labels", "value": {"seen": "yes"}}])
+        [{"op": "add", "path": "/metadata/labels", "value": {"seen": "yes"}}]
+    )
     created = admitted.create("pods", pod(generate_name="p-"), admit=True)
     assert created["metadata"]["labels"] == {"seen": "yes"}
     calls = [r["webhook"] for r in admitted.admission.calls]
@@ -169,7 +182,10 @@ def test_validating_denial(admitted: FakeKubeAPI, decider: Decider, core: client
     body = json.loads(ei.value.body)
     assert ei.value.status == 400
     assert body["message"] == 'admission webhook "record.pulltag.dev" denied the request: images not allowed'
-    decider.by_path["/validate"] = lambda req: {"allowed": False, "status": {"code": 403, "reason": "Forbidden"}}
+    decider.by_path["/validate"] = lambda req: {
+        "allowed": False,
+        "status": {"code": 403, "reason": "Forbidden"},
+    }
     r = Raw(admitted)("POST", "/api/v1/namespaces/default/pods", pod("a"))
     assert r.status_code == 403
     assert r.json()["message"] == 'admission webhook "record.pulltag.dev" denied the request: Forbidden'
@@ -194,7 +210,8 @@ def test_failure_policies_and_tls_verification(admitted: FakeKubeAPI, ca: TestCA
     assert r.status_code == 500 and r.json()["reason"] == "InternalError"
     assert r.json()["message"].startswith(
         'Internal error occurred: failed calling webhook "annotate.pulltag.dev": failed to call webhook: '
-        'Post "https://pulltag-webhook.pulltag-system.svc:443/mutate?timeout=5s"')
+        'Post "https://pulltag-webhook.pulltag-system.svc:443/mutate?timeout=5s"'
+    )
     assert "CERTIFICATE_VERIFY_FAILED" in r.json()["message"]
     admitted.admission.mutating["pulltag"]["webhooks"][0]["failurePolicy"] = "Ignore"
     r = raw("POST", "/api/v1/namespaces/default/pods", pod("a"))
@@ -227,21 +244,35 @@ def test_url_client_config_and_timeout(kubeapi: FakeKubeAPI, ca: TestCA):
     try:
         hooks = []
         for name, path, timeout in (("url.test.dev", "/fast", 5), ("slow.test.dev", "/slow", 1)):
-            hooks.append({
-                "name": name, "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
-                "timeoutSeconds": timeout,
-                "clientConfig": {"url": f"https://localhost:{server.port}{path}",
-                                 "caBundle": base64.b64encode(ca.ca_pem).decode()},
-                "rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}],
-            })
-        kubeapi.load_manifests({"apiVersion": "admissionregistration.k8s.io/v1",
-                                "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "t"},
-                                "webhooks": hooks})
+            hooks.append(
+                {
+                    "name": name,
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "failurePolicy": "Fail",
+                    "timeoutSeconds": timeout,
+                    "clientConfig": {
+                        "url": f"https://localhost:{server.port}{path}",
+                        "caBundle": base64.b64encode(ca.ca_pem).decode(),
+                    },
+                    "rules": [
+                        {"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}
+                    ],
+                }
+            )
+        kubeapi.load_manifests(
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "t"},
+                "webhooks": hooks,
+            }
+        )
         r = Raw(kubeapi)("POST", "/api/v1/namespaces/default/pods", pod("a"))
         release.set()
         assert r.status_code == 500
         assert 'failed calling webhook "slow.test.dev"' in r.json()["message"]
-        assert [p for p, _ in server.requests][0] == "/fast?timeout=5s"
+        assert next(p for p, _ in server.requests) == "/fast?timeout=5s"
     finally:
         release.set()
         server.stop()

@@ -58,9 +58,14 @@ def test_namespaces_and_pods_crud(core: client.CoreV1Api, kubeapi: FakeKubeAPI):
         core.read_namespaced_pod("web", "x")
     assert ei.value.status == 404
     assert json.loads(ei.value.body) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'pods "web" not found', "reason": "NotFound",
-        "details": {"name": "web", "kind": "pods"}, "code": 404,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'pods "web" not found',
+        "reason": "NotFound",
+        "details": {"name": "web", "kind": "pods"},
+        "code": 404,
     }
 
 
@@ -69,7 +74,11 @@ def test_error_statuses(core: client.CoreV1Api):
     with pytest.raises(ApiException) as ei:
         core.create_namespaced_pod("default", pod("a"))
     body = json.loads(ei.value.body)
-    assert (ei.value.status, body["reason"], body["message"]) == (409, "AlreadyExists", 'pods "a" already exists')
+    assert (ei.value.status, body["reason"], body["message"]) == (
+        409,
+        "AlreadyExists",
+        'pods "a" already exists',
+    )
 
     with pytest.raises(ApiException) as ei:
         core.create_namespaced_pod("nope", pod("a", "nope"))
@@ -118,14 +127,22 @@ def test_update_keeps_status_and_status_subresource_keeps_spec(core: client.Core
 def test_patches(core: client.CoreV1Api):
     core.create_namespaced_pod("default", pod("a", labels={"keep": "1", "drop": "1"}))
     # JSON merge patch
-    p = core.patch_namespaced_pod("a", "default", {"metadata": {"labels": {"drop": None, "new": "2"}}},
-                                  _content_type="application/merge-patch+json")
+    p = core.patch_namespaced_pod(
+        "a",
+        "default",
+        {"metadata": {"labels": {"drop": None, "new": "2"}}},
+        _content_type="application/merge-patch+json",
+    )
     assert p.metadata.labels == {"keep": "1", "new": "2"}
     # JSON patch (the client picks application/json-patch+json for a list body)
-    p = core.patch_namespaced_pod("a", "default", [
-        {"op": "add", "path": "/metadata/annotations", "value": {"pulltag.dev/images": "{}"}},
-        {"op": "replace", "path": "/spec/containers/0/image", "value": "registry.example/app:2"},
-    ])
+    p = core.patch_namespaced_pod(
+        "a",
+        "default",
+        [
+            {"op": "add", "path": "/metadata/annotations", "value": {"pulltag.dev/images": "{}"}},
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "registry.example/app:2"},
+        ],
+    )
     assert p.metadata.annotations == {"pulltag.dev/images": "{}"}
     assert p.spec.containers[0].image == "registry.example/app:2"
     # Strategic merge on pods/status (the client default for a dict body): conditions merge by type,
@@ -134,22 +151,43 @@ def test_patches(core: client.CoreV1Api):
         "status": {
             "phase": "Running",
             "conditions": [{"type": "Ready", "status": "False"}, {"type": "Initialized", "status": "True"}],
-            "containerStatuses": [{"name": "app", "image": "registry.example/app:2", "imageID": "",
-                                   "ready": False, "restartCount": 0}],
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "image": "registry.example/app:2",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                }
+            ],
         }
     }
     core.patch_namespaced_pod_status("a", "default", status)
-    p = core.patch_namespaced_pod_status("a", "default", {"status": {
-        "conditions": [{"type": "Ready", "status": "True"}],
-        "containerStatuses": [{"name": "app", "image": "registry.example/app:2", "ready": True, "restartCount": 0,
-                               "imageID": "registry.example/app@sha256:" + "a" * 64}],
-    }})
+    p = core.patch_namespaced_pod_status(
+        "a",
+        "default",
+        {
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "image": "registry.example/app:2",
+                        "ready": True,
+                        "restartCount": 0,
+                        "imageID": "registry.example/app@sha256:" + "a" * 64,
+                    }
+                ],
+            }
+        },
+    )
     assert p.status.phase == "Running"
     assert {c.type: c.status for c in p.status.conditions} == {"Ready": "True", "Initialized": "True"}
     assert p.status.container_statuses[0].image_id.endswith("a" * 64)
     # Merge patch on status too
-    p = core.patch_namespaced_pod_status("a", "default", {"status": {"phase": "Succeeded"}},
-                                         _content_type="application/merge-patch+json")
+    p = core.patch_namespaced_pod_status(
+        "a", "default", {"status": {"phase": "Succeeded"}}, _content_type="application/merge-patch+json"
+    )
     assert p.status.phase == "Succeeded"
     # A status patch cannot change the spec
     p = core.patch_namespaced_pod_status("a", "default", {"spec": {"nodeName": "n1"}})
@@ -165,13 +203,25 @@ def test_events_both_api_versions_share_a_store(api_client: client.ApiClient, co
     core.create_namespaced_event("default", {**event("e1"), "eventTime": "2026-01-01T00:00:00.000000Z"})
     ev1 = client.EventsV1Api(api_client)
     got = ev1.read_namespaced_event("e1", "default")
-    assert got.regarding.name == "p" and got.note == "Pulled something" and got.reporting_controller == "kubelet"
-    ev1.create_namespaced_event("default", {
-        "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e2"},
-        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "pulltag",
-        "reportingInstance": "pulltag-1", "action": "Tag", "reason": "ImageTagged", "type": "Normal",
-        "note": "tagged", "regarding": {"kind": "Pod", "namespace": "default", "name": "p"},
-    })
+    assert (
+        got.regarding.name == "p" and got.note == "Pulled something" and got.reporting_controller == "kubelet"
+    )
+    ev1.create_namespaced_event(
+        "default",
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "e2"},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "pulltag",
+            "reportingInstance": "pulltag-1",
+            "action": "Tag",
+            "reason": "ImageTagged",
+            "type": "Normal",
+            "note": "tagged",
+            "regarding": {"kind": "Pod", "namespace": "default", "name": "p"},
+        },
+    )
     core_view = core.read_namespaced_event("e2", "default")
     assert core_view.message == "tagged" and core_view.involved_object.name == "p"
     assert core_view.reporting_component == "pulltag"
@@ -184,10 +234,13 @@ def test_events_both_api_versions_share_a_store(api_client: client.ApiClient, co
 
 def test_leases(api_client: client.ApiClient):
     coord = client.CoordinationV1Api(api_client)
-    lease = coord.create_namespaced_lease("default", {
-        "metadata": {"name": "pulltag-listener"},
-        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15},
-    })
+    lease = coord.create_namespaced_lease(
+        "default",
+        {
+            "metadata": {"name": "pulltag-listener"},
+            "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15},
+        },
+    )
     lease.spec.holder_identity = "b"
     updated = coord.replace_namespaced_lease("pulltag-listener", "default", lease)
     assert updated.spec.holder_identity == "b"
@@ -224,7 +277,9 @@ def test_client_watch_and_relist_after_410(core: client.CoreV1Api, kubeapi: Fake
     # Compaction: the old resourceVersion is gone; the client gets 410 and must relist.
     kubeapi.compact()
     with pytest.raises(ApiException) as ei:
-        for _ in watch.Watch().stream(core.list_namespaced_pod, "default", resource_version=rv, timeout_seconds=5):
+        for _ in watch.Watch().stream(
+            core.list_namespaced_pod, "default", resource_version=rv, timeout_seconds=5
+        ):
             pass
     assert ei.value.status == 410
     assert "too old resource version" in ei.value.reason
@@ -232,8 +287,12 @@ def test_client_watch_and_relist_after_410(core: client.CoreV1Api, kubeapi: Fake
     assert [p.metadata.name for p in relisted.items] == ["b"]
     core.create_namespaced_pod("default", pod("c"))
     got = []
-    for ev in watch.Watch().stream(core.list_namespaced_pod, "default",
-                                   resource_version=relisted.metadata.resource_version, timeout_seconds=1):
+    for ev in watch.Watch().stream(
+        core.list_namespaced_pod,
+        "default",
+        resource_version=relisted.metadata.resource_version,
+        timeout_seconds=1,
+    ):
         got.append((ev["type"], ev["object"].metadata.name))
     assert got == [("ADDED", "c")]
 
@@ -243,8 +302,14 @@ def test_client_watch_bookmarks_and_raw(core: client.CoreV1Api, kubeapi: FakeKub
     rv = core.list_namespaced_pod("default").metadata.resource_version
     w = watch.Watch()
     types = []
-    for ev in w.stream(core.list_namespaced_pod, "default", resource_version=rv, allow_watch_bookmarks=True,
-                       timeout_seconds=5, deserialize=False):
+    for ev in w.stream(
+        core.list_namespaced_pod,
+        "default",
+        resource_version=rv,
+        allow_watch_bookmarks=True,
+        timeout_seconds=5,
+        deserialize=False,
+    ):
         types.append(ev["type"])
         if ev["type"] == "BOOKMARK":
             assert ev["object"] == {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": rv}}

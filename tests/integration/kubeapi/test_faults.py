@@ -76,7 +76,9 @@ def test_fail_next_requests(kubeapi: FakeKubeAPI):
     kubeapi.fail_requests(count=2)
     r1, r2, r3 = (raw("GET", "/api/v1/pods") for _ in range(3))
     assert (r1.status_code, r2.status_code, r3.status_code) == (500, 500, 200)
-    assert r1.json()["reason"] == "InternalError" and r1.json()["message"].startswith("Internal error occurred")
+    assert r1.json()["reason"] == "InternalError" and r1.json()["message"].startswith(
+        "Internal error occurred"
+    )
 
     kubeapi.fail_requests(count=1, status=429, retry_after=3)
     r = raw("GET", "/api/v1/pods")

@@ -17,8 +17,13 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installe
 
 
 def kubectl(kubeconfig: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([KUBECTL or "kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [KUBECTL or "kubectl", "--kubeconfig", kubeconfig, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_kubectl_get_raw_list(kubeapi: FakeKubeAPI, kubeconfig: str):
@@ -45,6 +50,8 @@ def test_kubectl_get_pods_and_errors(kubeapi: FakeKubeAPI, kubeconfig: str, tmp_
     assert out.stdout.split() == ["pod/web"]
     out = kubectl(kubeconfig, "get", "pod", "nope")
     assert out.returncode != 0 and 'pods "nope" not found' in out.stderr
-    denied = kubeapi.write_kubeconfig(tmp_path / "sa", token=kubeapi.add_service_account_token("default", "x"))
+    denied = kubeapi.write_kubeconfig(
+        tmp_path / "sa", token=kubeapi.add_service_account_token("default", "x")
+    )
     out = kubectl(denied, "get", "--raw", "/api/v1/namespaces/default/pods")
     assert out.returncode != 0 and "Forbidden" in out.stderr

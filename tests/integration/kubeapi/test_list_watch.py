@@ -45,12 +45,20 @@ def test_label_selectors(kubeapi: FakeKubeAPI, raw: Raw):
     kubeapi.create("pods", pod("b", labels={"app": "db"}))
     kubeapi.create("pods", pod("c"))
     cases = {
-        "app=web": ["a"], "app==web": ["a"], "app!=web": ["b", "c"], "app in (web,db)": ["a", "b"],
-        "app notin (web)": ["b", "c"], "app": ["a", "b"], "!app": ["c"], "app,tier=fe": ["a"],
+        "app=web": ["a"],
+        "app==web": ["a"],
+        "app!=web": ["b", "c"],
+        "app in (web,db)": ["a", "b"],
+        "app notin (web)": ["b", "c"],
+        "app": ["a", "b"],
+        "!app": ["c"],
+        "app,tier=fe": ["a"],
         "app in (web, db),!tier": ["b"],
     }
     for sel, want in cases.items():
-        assert names(raw("GET", "/api/v1/namespaces/default/pods", params={"labelSelector": sel})) == want, sel
+        assert names(raw("GET", "/api/v1/namespaces/default/pods", params={"labelSelector": sel})) == want, (
+            sel
+        )
     bad = raw("GET", "/api/v1/pods", params={"labelSelector": "app in (web"})
     assert bad.status_code == 400 and bad.json()["reason"] == "BadRequest"
 
@@ -59,14 +67,31 @@ def test_field_selectors(kubeapi: FakeKubeAPI, raw: Raw):
     kubeapi.create("namespaces", {"metadata": {"name": "x"}})
     kubeapi.create("events", event("e1", reason="Pulled", pod_name="p1"))
     kubeapi.create("events", event("e2", reason="Pulling", pod_name="p1"))
-    kubeapi.create("events", event("e3", namespace="x", reason="Pulled", pod_name="p2", etype="Warning",
-                                   component="pulltag", field_path="spec.initContainers{init}"))
+    kubeapi.create(
+        "events",
+        event(
+            "e3",
+            namespace="x",
+            reason="Pulled",
+            pod_name="p2",
+            etype="Warning",
+            component="pulltag",
+            field_path="spec.initContainers{init}",
+        ),
+    )
     cases = {
-        "reason=Pulled": ["e1", "e3"], "reason==Pulled,type=Normal": ["e1"], "reason!=Pulled": ["e2"],
-        "source=kubelet": ["e1", "e2"], "reportingComponent=pulltag": ["e3"],
-        "involvedObject.kind=Pod,involvedObject.name=p1": ["e1", "e2"], "involvedObject.uid=uid-p2": ["e3"],
-        "involvedObject.namespace=x": ["e3"], "involvedObject.fieldPath=spec.initContainers{init}": ["e3"],
-        "metadata.name=e2": ["e2"], "metadata.namespace=x": ["e3"], "type=Warning": ["e3"],
+        "reason=Pulled": ["e1", "e3"],
+        "reason==Pulled,type=Normal": ["e1"],
+        "reason!=Pulled": ["e2"],
+        "source=kubelet": ["e1", "e2"],
+        "reportingComponent=pulltag": ["e3"],
+        "involvedObject.kind=Pod,involvedObject.name=p1": ["e1", "e2"],
+        "involvedObject.uid=uid-p2": ["e3"],
+        "involvedObject.namespace=x": ["e3"],
+        "involvedObject.fieldPath=spec.initContainers{init}": ["e3"],
+        "metadata.name=e2": ["e2"],
+        "metadata.namespace=x": ["e3"],
+        "type=Warning": ["e3"],
     }
     for sel, want in cases.items():
         assert names(raw("GET", "/api/v1/events", params={"fieldSelector": sel})) == want, sel
@@ -100,8 +125,11 @@ def test_paging_and_expired_continue(kubeapi: FakeKubeAPI, raw: Raw):
     second = raw("GET", "/api/v1/namespaces/default/pods", params={"limit": 2, "continue": token}).json()
     assert [i["metadata"]["name"] for i in second["items"]] == ["p2", "p3"]
     assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
-    third = raw("GET", "/api/v1/namespaces/default/pods",
-                params={"limit": 2, "continue": second["metadata"]["continue"]}).json()
+    third = raw(
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        params={"limit": 2, "continue": second["metadata"]["continue"]},
+    ).json()
     assert [i["metadata"]["name"] for i in third["items"]] == ["p4"]
     assert "continue" not in third["metadata"]
 
@@ -112,8 +140,11 @@ def test_paging_and_expired_continue(kubeapi: FakeKubeAPI, raw: Raw):
     status = r.json()
     assert status["reason"] == "Expired" and status["code"] == 410
     assert status["message"].startswith("The provided continue parameter is too old")
-    rest = raw("GET", "/api/v1/namespaces/default/pods",
-               params={"limit": 10, "continue": status["metadata"]["continue"]})
+    rest = raw(
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        params={"limit": 10, "continue": status["metadata"]["continue"]},
+    )
     assert names(rest) == ["p25", "p3", "p4"]
     garbage = raw("GET", "/api/v1/pods", params={"limit": 1, "continue": base64.b64encode(b"x").decode()})
     assert garbage.status_code == 400
@@ -122,8 +153,10 @@ def test_paging_and_expired_continue(kubeapi: FakeKubeAPI, raw: Raw):
 def test_watch_wire_format_and_order(kubeapi: FakeKubeAPI):
     rv = kubeapi.resource_version
     ctx = ssl.create_default_context(cafile=kubeapi.ca_file)
-    with socket.create_connection(("127.0.0.1", kubeapi.port), timeout=5) as s, \
-            ctx.wrap_socket(s, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", kubeapi.port), timeout=5) as s,
+        ctx.wrap_socket(s, server_hostname="127.0.0.1") as tls,
+    ):
         tls.sendall(
             f"GET /api/v1/namespaces/default/pods?watch=1&resourceVersion={rv} HTTP/1.1\r\n"
             f"Host: x\r\nAuthorization: Bearer {kubeapi.admin_token}\r\n\r\n".encode()
@@ -141,7 +174,11 @@ def test_watch_wire_format_and_order(kubeapi: FakeKubeAPI):
         size, _, payload = buf.partition(b"\r\n")
         assert int(size, 16) == len(payload) - 2
         ev = json.loads(payload)
-        assert ev["type"] == "ADDED" and ev["object"]["kind"] == "Pod" and ev["object"]["metadata"]["name"] == "a"
+        assert (
+            ev["type"] == "ADDED"
+            and ev["object"]["kind"] == "Pod"
+            and ev["object"]["metadata"]["name"] == "a"
+        )
 
 
 def test_watch_delivers_every_change_in_order(kubeapi: FakeKubeAPI):
@@ -153,7 +190,12 @@ def test_watch_delivers_every_change_in_order(kubeapi: FakeKubeAPI):
     w = WatchReader(kubeapi, f"/api/v1/pods?watch=true&resourceVersion={rv}")
     evs = w.collect(5)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [
-        ("ADDED", "p0"), ("ADDED", "p1"), ("ADDED", "p2"), ("MODIFIED", "p1"), ("DELETED", "p0")]
+        ("ADDED", "p0"),
+        ("ADDED", "p1"),
+        ("ADDED", "p2"),
+        ("MODIFIED", "p1"),
+        ("DELETED", "p0"),
+    ]
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in evs]
     assert rvs == list(range(rv + 1, rv + 6))
     w.close()
@@ -164,7 +206,10 @@ def test_watch_from_now_starts_with_synthetic_added(kubeapi: FakeKubeAPI, start:
     kubeapi.create("pods", pod("a"))
     kubeapi.create("pods", pod("b"))
     w = WatchReader(kubeapi, f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={start}")
-    assert [(e["type"], e["object"]["metadata"]["name"]) for e in w.collect(2)] == [("ADDED", "a"), ("ADDED", "b")]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in w.collect(2)] == [
+        ("ADDED", "a"),
+        ("ADDED", "b"),
+    ]
     kubeapi.create("pods", pod("c"))
     ev = w.next()
     assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "c")
@@ -212,9 +257,18 @@ def test_too_old_watch_gets_error_event(kubeapi: FakeKubeAPI):
     kubeapi.compact()
     w = WatchReader(kubeapi, f"/api/v1/pods?watch=1&resourceVersion={rv}")
     ev = w.next()
-    assert ev == {"type": "ERROR", "object": {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": f"too old resource version: {rv} ({rv + 1})", "reason": "Expired", "code": 410}}
+    assert ev == {
+        "type": "ERROR",
+        "object": {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": f"too old resource version: {rv} ({rv + 1})",
+            "reason": "Expired",
+            "code": 410,
+        },
+    }
     assert w.next() is None
 
 
@@ -238,11 +292,15 @@ def test_bookmarks(kubeapi: FakeKubeAPI):
     rv = kubeapi.resource_version
     w = WatchReader(kubeapi, f"/api/v1/events?watch=1&resourceVersion={rv}&allowWatchBookmarks=true")
     ev = w.next()
-    assert ev == {"type": "BOOKMARK",
-                  "object": {"kind": "Event", "apiVersion": "v1", "metadata": {"resourceVersion": str(rv)}}}
+    assert ev == {
+        "type": "BOOKMARK",
+        "object": {"kind": "Event", "apiVersion": "v1", "metadata": {"resourceVersion": str(rv)}},
+    }
     kubeapi.create("pods", pod("a"))  # another resource: bookmarks still advance to the global RV
-    ev = wait_for(lambda: (e := w.next()) and e["object"]["metadata"]["resourceVersion"] == str(rv + 1) and e,
-                  what="bookmark at the new RV")
+    ev = wait_for(
+        lambda: (e := w.next()) and e["object"]["metadata"]["resourceVersion"] == str(rv + 1) and e,
+        what="bookmark at the new RV",
+    )
     assert ev["type"] == "BOOKMARK"
     w.close()
     plain = WatchReader(kubeapi, f"/api/v1/events?watch=1&resourceVersion={rv}")

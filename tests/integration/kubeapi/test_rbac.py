@@ -113,16 +113,27 @@ def test_cluster_role_binding_grants_exactly_its_rules(kubeapi: FakeKubeAPI, lis
     assert listener("GET", "/api/v1/events").status_code == 200
     assert listener("GET", "/api/v1/namespaces/apps/pods").status_code == 200
     assert listener("GET", "/api/v1/namespaces/apps/pods/a").status_code == 200
-    w = WatchReader(kubeapi, "/api/v1/events?watch=1&timeoutSeconds=1",
-                    token=listener.session.headers["Authorization"].split()[1])
+    w = WatchReader(
+        kubeapi,
+        "/api/v1/events?watch=1&timeoutSeconds=1",
+        token=listener.session.headers["Authorization"].split()[1],
+    )
     assert w.status == 200
     w.close()
-    ev = {"metadata": {"name": "e", "namespace": "apps"}, "involvedObject": {"kind": "Pod", "name": "a",
-                                                                              "namespace": "apps"},
-          "reason": "ImageTagged", "message": "m", "type": "Normal"}
+    ev = {
+        "metadata": {"name": "e", "namespace": "apps"},
+        "involvedObject": {"kind": "Pod", "name": "a", "namespace": "apps"},
+        "reason": "ImageTagged",
+        "message": "m",
+        "type": "Normal",
+    }
     assert listener("POST", "/api/v1/namespaces/apps/events", ev).status_code == 201
-    r = listener("PATCH", "/api/v1/namespaces/apps/events/e", {"message": "n"},
-                 content_type="application/merge-patch+json")
+    r = listener(
+        "PATCH",
+        "/api/v1/namespaces/apps/events/e",
+        {"message": "n"},
+        content_type="application/merge-patch+json",
+    )
     assert r.status_code == 200
 
     assert forbidden(listener("GET", "/api/v1/namespaces/apps/events/e")) == (
@@ -135,7 +146,8 @@ def test_cluster_role_binding_grants_exactly_its_rules(kubeapi: FakeKubeAPI, lis
     )
     assert forbidden(listener("DELETE", "/api/v1/namespaces/apps/pods/a")).startswith('pods "a" is forbidden')
     assert forbidden(listener("POST", "/api/v1/namespaces/apps/pods", pod("b", "apps"))) == (
-        f'pods is forbidden: User "{SA}" cannot create resource "pods" in API group "" in the namespace "apps"'
+        f'pods is forbidden: User "{SA}" cannot create resource "pods" in API group "" '
+        'in the namespace "apps"'
     )
     body = listener("GET", "/api/v1/namespaces/apps/events/e").json()
     assert body["details"] == {"name": "e", "kind": "events"}
@@ -143,8 +155,12 @@ def test_cluster_role_binding_grants_exactly_its_rules(kubeapi: FakeKubeAPI, lis
 
 
 def test_role_binding_is_namespaced_and_honours_resource_names(kubeapi: FakeKubeAPI, listener: Raw):
-    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "pulltag-listener"},
-             "spec": {"holderIdentity": "me"}}
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "pulltag-listener"},
+        "spec": {"holderIdentity": "me"},
+    }
     path = "/apis/coordination.k8s.io/v1/namespaces/pulltag-system/leases"
     assert listener("POST", path, lease).status_code == 201
     got = listener("GET", f"{path}/pulltag-listener")
@@ -164,14 +180,30 @@ def test_role_binding_is_namespaced_and_honours_resource_names(kubeapi: FakeKube
 def test_subresource_grants(kubeapi: FakeKubeAPI, listener: Raw):
     kubelet = Raw(kubeapi, kubeapi.add_service_account_token("kubelets", "node-1"))
     status = {"status": {"phase": "Running"}}
-    r = kubelet("PATCH", "/api/v1/namespaces/apps/pods/a/status", status,
-                content_type="application/strategic-merge-patch+json")
+    r = kubelet(
+        "PATCH",
+        "/api/v1/namespaces/apps/pods/a/status",
+        status,
+        content_type="application/strategic-merge-patch+json",
+    )
     assert r.status_code == 200 and r.json()["status"]["phase"] == "Running"
-    msg = forbidden(kubelet("PATCH", "/api/v1/namespaces/apps/pods/a", status,
-                            content_type="application/strategic-merge-patch+json"))
+    msg = forbidden(
+        kubelet(
+            "PATCH",
+            "/api/v1/namespaces/apps/pods/a",
+            status,
+            content_type="application/strategic-merge-patch+json",
+        )
+    )
     assert 'cannot patch resource "pods" in API group ""' in msg
-    msg = forbidden(listener("PATCH", "/api/v1/namespaces/apps/pods/a/status", status,
-                             content_type="application/strategic-merge-patch+json"))
+    msg = forbidden(
+        listener(
+            "PATCH",
+            "/api/v1/namespaces/apps/pods/a/status",
+            status,
+            content_type="application/strategic-merge-patch+json",
+        )
+    )
     assert 'cannot patch resource "pods/status" in API group "" in the namespace "apps"' in msg
 
 
@@ -190,15 +222,29 @@ def test_admin_token_bypasses_rbac_and_client_sees_403(kubeapi: FakeKubeAPI, lis
 
 
 def test_aggregated_cluster_roles_and_user_tokens(kubeapi: FakeKubeAPI):
-    kubeapi.load_manifests([
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "agg"}, "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"x": "y"}}]}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "part", "labels": {"x": "y"}},
-         "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "b"},
-         "roleRef": {"kind": "ClusterRole", "name": "agg"}, "subjects": [{"kind": "User", "name": "alice"}]},
-    ])
+    kubeapi.load_manifests(
+        [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": "agg"},
+                "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"x": "y"}}]},
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": "part", "labels": {"x": "y"}},
+                "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "b"},
+                "roleRef": {"kind": "ClusterRole", "name": "agg"},
+                "subjects": [{"kind": "User", "name": "alice"}],
+            },
+        ]
+    )
     alice = Raw(kubeapi, kubeapi.add_token("alice"))
     assert alice("GET", "/api/v1/namespaces/default").status_code == 200
     assert alice("GET", "/api/v1/namespaces").status_code == 403

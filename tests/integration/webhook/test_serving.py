@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pulltag.certs import make_leaf, service_sans
 from pulltag.store import open_store
 from tests.harness.procs import free_port, wait_for
+from tests.harness.redis import RedisServer
 from tests.harness.webhook import SERVICE_HOST, client_context, make_certs, pod_review
 from tests.integration.webhook.conftest import StartServer
 
@@ -37,13 +39,20 @@ def counter(metrics_text: str, name: str, **labels: str) -> float:
 
 def test_metrics_add_up_across_workers(start_server: StartServer) -> None:
     server = start_server(workers=2)
-    n = 40
-    for i in range(n):  # a new connection each time, so both workers get requests
-        status, _ = server.post_json("/validate", pod_review(uid=f"r{i}", pod_uid=f"p{i}"))
+    metrics_dirs = list((server.workdir / "tmp").glob("pulltag-metrics-*"))
+    assert len(metrics_dirs) == 1
+    sent = 0
+
+    def both_workers_counted() -> bool:
+        # A new connection per request; the kernel picks the worker. Each worker writes its own file.
+        nonlocal sent
+        status, _ = server.post_json("/validate", pod_review(uid=f"r{sent}", pod_uid=f"p{sent}"))
         assert status == 200
-    # both worker processes wrote their own values into the multiprocess directory
-    (metrics_dir,) = (server.workdir / "tmp").glob("pulltag-metrics-*")
-    assert len(list(metrics_dir.glob("counter_*.db"))) == 2
+        sent += 1
+        return sent >= 20 and len(list(metrics_dirs[0].glob("counter_*.db"))) == 2
+
+    wait_for(both_workers_counted, 60, "requests served by both workers")
+    n = sent
     for _ in range(6):  # every scrape, whichever worker answers it, reports the total
         status, body = server.get("/metrics")
         assert status == 200
@@ -190,13 +199,21 @@ def _renew_leaf(folder: Path) -> int:
     return cert.serial_number
 
 
+@pytest.fixture(scope="module")
+def guarded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server that wants another password than the one the webhook is given."""
+    server = RedisServer(tmp_path_factory.mktemp("redis-auth"), password="the-real-one").start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize("log_format", ["text", "json"])
-@pytest.mark.parametrize("where", ["nothing-listening", "redis-without-auth"])
+@pytest.mark.parametrize("where", ["nothing-listening", "wrong-password"])
 def test_a_redis_password_never_appears_in_logs_or_metrics(
-    start_server: StartServer, redis_server: object, log_format: str, where: str
+    start_server: StartServer, guarded_redis: RedisServer, log_format: str, where: str
 ) -> None:
     password = "Sup3r-s3cret-pw"
-    port = free_port() if where == "nothing-listening" else redis_server.port  # type: ignore[attr-defined]
+    port = free_port() if where == "nothing-listening" else guarded_redis.port
     server = start_server(f"redis://:{password}@127.0.0.1:{port}/3", workers=1, log_format=log_format)
     status, answer = server.post_json("/validate", pod_review(pod_uid="x"))
     assert status == 200 and answer["response"]["allowed"] is True
