@@ -1,0 +1,211 @@
+"""Benchmark: `pulltag webhook` /validate against a constant endpoint served the same way, same run.
+
+Both servers run under gunicorn with the same TLS and worker settings (`webhook.serve.serve`); the webhook
+writes every admission record to an SQLite file (or --store-url). Clients are processes, each with a few
+threads holding keep-alive HTTPS connections (http.client, to keep client overhead low and equal).
+
+Two phases per server:
+  1. throughput: `--requests` validating reviews (default 20,000) as fast as the clients go;
+  2. paced: `--rate` req/s (default 500) for `--paced-requests` (default 5,000), the latency that matters.
+Prints requests/s, p50 and p99 for each, and the webhook/anchor ratios.
+
+    .venv/bin/python bench/webhook.py [--requests 20000] [--clients 4] [--threads 4] [--rate 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import ssl
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.procs import ManagedProcess, free_port  # noqa: E402
+from tests.harness.webhook import WebhookServer, client_context, make_certs, pod_review  # noqa: E402
+
+CONFIG = {"registries": [{"host": "harbor.example.com"}]}
+
+
+def _bodies(prefix: str, count: int) -> list[bytes]:
+    containers = {"app": "harbor.example.com/shop/web:2.1", "proxy": "harbor.example.com/infra/envoy:1.30"}
+    return [
+        json.dumps(pod_review(uid=f"{prefix}-{i}", pod_uid=f"{prefix}-{i}", containers=containers)).encode()
+        for i in range(count)
+    ]
+
+
+def _client(args: tuple[int, str, int, int, int, float, str]) -> list[float]:
+    """One client process: `threads` connections sending `count` requests in total, paced if rate > 0."""
+    port, path, count, threads, index, rate, ca_file = args
+    context = client_context(Path(ca_file))
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per_thread = count // threads
+    interval = threads / rate if rate > 0 else 0.0
+
+    def run(t: int) -> None:
+        bodies = _bodies(f"{path.strip('/')}-{os.getpid()}-{index}-{t}-{time.time_ns()}", per_thread)
+        conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        mine: list[float] = []
+        next_at = time.perf_counter()
+        for body in bodies:
+            if interval:
+                next_at += interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the load, not synchronisation
+            started = time.perf_counter()
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            mine.append(time.perf_counter() - started)
+            if resp.status != 200 or b'"allowed":true' not in data:
+                raise RuntimeError(f"unexpected answer {resp.status}: {data[:200]!r}")
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return latencies
+
+
+def measure(
+    port: int, path: str, total: int, clients: int, threads: int, rate: float, ca: Path
+) -> dict[str, float]:
+    per_client = total // clients
+    per_rate = rate / clients if rate else 0.0
+    jobs = [(port, path, per_client, threads, i, per_rate, str(ca)) for i in range(clients)]
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        results = pool.map(_client, jobs)
+    elapsed = time.perf_counter() - started
+    latencies = sorted(x for r in results for x in r)
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+def _line(name: str, r: dict[str, float]) -> str:
+    return (
+        f"  {name:<22} {r['requests']:>6.0f} req  {r['rps']:>8.0f} req/s"
+        f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--paced-requests", type=int, default=5_000)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--threads", type=int, default=2, help="connections per client process")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--server-threads", type=int, default=4)
+    parser.add_argument("--store-url", default=None, help="default: an SQLite file in a temporary folder")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="pulltag-bench-") as tmp:
+        work = Path(tmp)
+        certs = make_certs(work / "certs")
+        store_url = args.store_url or f"sqlite:///{work}/bench.db"
+        webhook = WebhookServer(
+            work / "webhook",
+            store_url,
+            workers=args.workers,
+            threads=args.server_threads,
+            config=CONFIG,
+            certs=certs,
+        )
+        anchor_port = free_port()
+        anchor = ManagedProcess(
+            "anchor",
+            [
+                # -P: bench/ must not shadow the `webhook` package with this file
+                sys.executable, "-P", str(ROOT / "bench" / "constant_app.py"),
+                "--bind", f"127.0.0.1:{anchor_port}",
+                "--certfile", str(certs / "tls.crt"), "--keyfile", str(certs / "tls.key"),
+                "--workers", str(args.workers), "--threads", str(args.server_threads),
+            ],
+            work / "anchor",
+        )  # fmt: skip
+        try:
+            webhook.start()
+            anchor.start()
+            anchor.wait_ready(lambda: _answers(anchor_port, certs / "ca.crt"))
+            print(
+                f"pulltag webhook benchmark: {os.cpu_count()} CPUs, gunicorn gthread workers={args.workers} "
+                f"threads={args.server_threads}, TLS, {args.clients}x{args.threads} keep-alive clients, "
+                f"store {store_url.split(':')[0]}"
+            )
+            ca = certs / "ca.crt"
+            # warm up both (imports, first handshakes, SQLite schema)
+            measure(webhook.port, "/validate", 400, args.clients, args.threads, 0, ca)
+            measure(anchor_port, "/anchor", 400, args.clients, args.threads, 0, ca)
+            results: dict[str, dict[str, float]] = {}
+            for phase, total, rate in (
+                ("max", args.requests, 0.0),
+                ("paced", args.paced_requests, args.rate),
+            ):
+                results[f"webhook-{phase}"] = measure(
+                    webhook.port, "/validate", total, args.clients, args.threads, rate, ca
+                )
+                results[f"anchor-{phase}"] = measure(
+                    anchor_port, "/anchor", total, args.clients, args.threads, rate, ca
+                )
+            _report(results, args.rate)
+        finally:
+            webhook.stop()
+            anchor.stop()
+    return 0
+
+
+def _answers(port: int, ca: Path) -> bool:
+    conn = http.client.HTTPSConnection("localhost", port, context=client_context(ca), timeout=2)
+    try:
+        conn.request("POST", "/", body=b"{}", headers={"Content-Type": "application/json"})
+        return conn.getresponse().status == 200
+    except (OSError, ssl.SSLError):
+        return False
+    finally:
+        conn.close()
+
+
+def _report(results: dict[str, dict[str, float]], rate: float) -> None:
+    print("throughput (as fast as the clients go):")
+    print(_line("webhook /validate", results["webhook-max"]))
+    print(_line("anchor (constant)", results["anchor-max"]))
+    print(f"  ratio webhook/anchor req/s: {results['webhook-max']['rps'] / results['anchor-max']['rps']:.2f}")
+    print(f"paced at {rate:.0f} req/s:")
+    print(_line("webhook /validate", results["webhook-paced"]))
+    print(_line("anchor (constant)", results["anchor-paced"]))
+    paced = results["webhook-paced"]
+    goal = "met" if paced["p99_ms"] <= 10 else "NOT met"
+    print(f"  goal p99 <= 10 ms at {rate:.0f} req/s: {goal} ({paced['p99_ms']:.2f} ms)")
+    report: dict[str, Any] = {k: {m: round(v, 3) for m, v in r.items()} for k, r in results.items()}
+    report["ratio_rps"] = round(results["webhook-max"]["rps"] / results["anchor-max"]["rps"], 3)
+    print(json.dumps(report, sort_keys=True))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
