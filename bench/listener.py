@@ -97,7 +97,11 @@ def fill(api: FakeKubeAPI, start: int, stop: int) -> None:
 
 def capture_stream(kube: KubeClient, expected: int) -> list[bytes]:
     """The raw lines of one watch from resourceVersion 0 (every event as ADDED)."""
-    params: dict[str, str | int] = {"fieldSelector": "reason=Pulled", "resourceVersion": "0", "timeoutSeconds": 600}
+    params: dict[str, str | int] = {
+        "fieldSelector": "reason=Pulled",
+        "resourceVersion": "0",
+        "timeoutSeconds": 600,
+    }
     stream = kube.watch("/api/v1/events", params, read_timeout=60)
     lines: list[bytes] = []
     for line in stream.lines():
@@ -139,7 +143,9 @@ def parse_only(lines: list[bytes]) -> float:
 
 def child_rss(kubeconfig: str, expected: int) -> tuple[int, int]:
     code = CHILD.format(root=str(ROOT), kubeconfig=kubeconfig, expected=expected)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True
+    )
     rss, hwm, count = (int(x) for x in done.stdout.split())
     assert count >= expected, (count, expected)
     return rss, hwm
@@ -182,8 +188,8 @@ def main() -> int:
 
         big_rss, big_hwm = child_rss(kubeconfig, args.events)
         growth = (big_rss - small_rss) / 1024
-        print(f"listener RSS with {args.small:,} events: {small_rss / 1024:.1f} MB (peak {small_hwm / 1024:.1f} MB)")
-        print(f"listener RSS with {args.events:,} events: {big_rss / 1024:.1f} MB (peak {big_hwm / 1024:.1f} MB)")
+        print(f"listener RSS, {args.small:,} events: {small_rss / 1024:.1f} MB (peak {small_hwm / 1024:.1f})")
+        print(f"listener RSS, {args.events:,} events: {big_rss / 1024:.1f} MB (peak {big_hwm / 1024:.1f})")
         print(f"growth: {growth:.1f} MB (goal <= 20 MB) {'OK' if growth <= 20 else 'ABOVE GOAL'}")
     return 0
 

@@ -1,10 +1,14 @@
 """Pure admission decisions over AdmissionReview dicts: no I/O, no clock, no Flask.
 
-`parse_review` checks the envelope and, for a pod CREATE, every field the decisions read, raising
+`parse_review` checks the envelope and, for a request it handles, every field the decisions read, raising
 `BadReview` (→ HTTP 400) with a message naming the field. `decide_mutate` and `decide_validate` return
 the response to send plus what the view has to do (the record to write) and an outcome for the metrics.
 
-Only `CREATE` of core/v1 `pods` (no subresource) is handled; every other request is allowed untouched.
+Two requests on core/v1 `pods` are handled (see `Target`); every other request is allowed untouched:
+- `CREATE` (no subresource): /mutate annotates, /validate records.
+- `UPDATE` of the `ephemeralcontainers` subresource (`kubectl debug`): ephemeral containers can never be
+  given at CREATE, the API server adds them to a running pod this way. /validate writes the record again
+  from the updated pod (the whole pod, so the record stays complete); /mutate does not patch.
 The opt-out label `pulltag.dev/ignore: "true"` on the pod turns both webhooks into no-ops; the same label
 on a namespace is handled by the WebhookConfigurations' namespaceSelector, which the API server applies
 before calling us.
@@ -12,6 +16,7 @@ before calling us.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,13 +60,27 @@ class Pod:
         return self.labels.get(IGNORE_LABEL) == "true"
 
 
+class Target(enum.Enum):
+    """The requests pulltag acts on; anything else is allowed untouched."""
+
+    POD_CREATE = "CREATE"
+    EPHEMERAL_CONTAINERS = "UPDATE of pods/ephemeralcontainers"
+
+
+# (operation, subResource) of a core/v1 pods request -> what it is.
+_TARGETS = {("CREATE", ""): Target.POD_CREATE, ("UPDATE", "ephemeralcontainers"): Target.EPHEMERAL_CONTAINERS}
+
+
 @dataclass(frozen=True)
 class Review:
     api_version: str
     uid: str
     request: Mapping[str, Any]
     dry_run: bool
-    pod: Pod | None  # set only for a pod CREATE; None means "allow untouched"
+    target: Target | None  # None means "allow untouched"
+    pod: Pod | None  # the request's object; set exactly when target is
+    # Names of the ephemeral containers the pod already had (oldObject), for an ephemeralcontainers UPDATE.
+    old_ephemeral: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -132,26 +151,40 @@ def parse_review(body: object) -> Review:
     dry_run = request.get("dryRun")
     if dry_run is not None and not isinstance(dry_run, bool):
         raise BadReview(f"request.dryRun must be a boolean, got {_type_name(dry_run)}")
-    pod = _pod_of(request) if _is_pod_create(request) else None
-    return Review(str(api_version), uid, request, bool(dry_run), pod)
+    target = _target_of(request)
+    if target is None:
+        return Review(str(api_version), uid, request, bool(dry_run), None, None)
+    pod = _pod_of(request, target)
+    old_ephemeral = _old_ephemeral_names(request) if target is Target.EPHEMERAL_CONTAINERS else frozenset()
+    return Review(str(api_version), uid, request, bool(dry_run), target, pod, old_ephemeral)
 
 
-def _is_pod_create(request: Mapping[str, Any]) -> bool:
+def _target_of(request: Mapping[str, Any]) -> Target | None:
     resource: dict[str, Any] | None = _opt(request, "resource", dict, "request")
     operation = _opt(request, "operation", str, "request")
-    sub_resource = _opt(request, "subResource", str, "request")
-    if resource is None or operation != "CREATE" or sub_resource:
-        return False
+    sub_resource = _opt(request, "subResource", str, "request") or ""
+    # Operation and subresource first: the resource's fields are only type-checked for requests we handle.
+    target = _TARGETS.get((operation or "", sub_resource))
+    if resource is None or target is None:
+        return None
     group = _opt(resource, "group", str, "request.resource") or ""
     version = _opt(resource, "version", str, "request.resource")
     name = _opt(resource, "resource", str, "request.resource")
-    return group == "" and version == "v1" and name == "pods"
+    return target if (group, version, name) == ("", "v1", "pods") else None
 
 
-def _pod_of(request: Mapping[str, Any]) -> Pod:
+def _old_ephemeral_names(request: Mapping[str, Any]) -> frozenset[str]:
+    """The ephemeral containers of oldObject; an absent oldObject counts as a pod without any."""
+    old: dict[str, Any] | None = _opt(request, "oldObject", dict, "request")
+    spec: dict[str, Any] = _opt(old or {}, "spec", dict, "request.oldObject") or {}
+    _images_of(spec, "request.oldObject.spec")  # type-checks every container and its name
+    return frozenset(container["name"] for container in spec.get("ephemeralContainers") or [])
+
+
+def _pod_of(request: Mapping[str, Any], target: Target) -> Pod:
     obj: dict[str, Any] | None = _opt(request, "object", dict, "request")
     if obj is None:
-        raise BadReview("request.object is required for a pod CREATE")
+        raise BadReview(f"request.object is required for a pod {target.value}")
     metadata: dict[str, Any] | None = _opt(obj, "metadata", dict, "request.object")
     spec: dict[str, Any] = _opt(obj, "spec", dict, "request.object") or {}
     meta = metadata or {}
@@ -164,20 +197,20 @@ def _pod_of(request: Mapping[str, Any]) -> Pod:
         labels=_str_map(meta, "labels", where) or {},
         annotations=_str_map(meta, "annotations", where),
         has_metadata=metadata is not None,
-        images=_images_of(spec),
+        images=_images_of(spec, "request.object.spec"),
         owner=_controller_of(meta),
         node=_opt(spec, "nodeName", str, "request.object.spec") or None,
     )
 
 
-def _images_of(spec: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+def _images_of(spec: Mapping[str, Any], path: str) -> dict[str, dict[str, str]]:
     """kind → container name → image; containers without an image (the API server will reject the
     pod in validation) are left out rather than refused, so mutation never blocks on them."""
     images: dict[str, dict[str, str]] = {}
     for kind in CONTAINER_KINDS:
-        containers: list[Any] = _opt(spec, kind, list, "request.object.spec") or []
+        containers: list[Any] = _opt(spec, kind, list, path) or []
         for index, container in enumerate(containers):
-            where = f"request.object.spec.{kind}[{index}]"
+            where = f"{path}.{kind}[{index}]"
             if not isinstance(container, dict):
                 raise BadReview(f"{where} must be an object, got {_type_name(container)}")
             name = _opt(container, "name", str, where)
@@ -247,6 +280,12 @@ def decide_mutate(review: Review) -> Decision:
     pod = review.pod
     if pod is None:
         return Decision(response(review), "skipped")
+    if review.target is Target.EPHEMERAL_CONTAINERS:
+        # Never patch here: the ephemeralcontainers subresource keeps only spec.ephemeralContainers of the
+        # object, so an annotation patch would be dropped (or get the request refused). The annotation thus
+        # lists only what was admitted at CREATE, and ephemeral containers depend on the store record that
+        # /validate writes: the listener falls back to the annotation only when the store has no record.
+        return Decision(response(review), "ephemeral_unpatched")
     if pod.ignored:
         return Decision(response(review), "ignored")
     patch = annotation_patch(pod)
@@ -254,13 +293,16 @@ def decide_mutate(review: Review) -> Decision:
 
 
 def decide_validate(review: Review, registry_known: RegistryKnown, now: float) -> Decision:
-    """Never denies. The record is None when nothing may be written (dry run, ignored, no uid)."""
+    """Never denies. The record is None when nothing may be written (dry run, ignored, no uid).
+
+    The record is always built from the whole pod in the request, for an ephemeralcontainers UPDATE too
+    (the API server sends the complete pod there), so writing it over the CREATE record loses nothing."""
     pod = review.pod
     if pod is None:
         return Decision(response(review), "skipped")
     if pod.ignored:
         return Decision(response(review), "ignored")
-    warnings = image_warnings(pod.images, registry_known)
+    warnings = image_warnings(_images_to_warn_about(review, pod), registry_known)
     reply = response(review, warnings=warnings)
     if review.dry_run:
         return Decision(reply, "dry_run", warnings=warnings)
@@ -277,6 +319,15 @@ def decide_validate(review: Review, registry_known: RegistryKnown, now: float) -
         admitted_at=now,
     )
     return Decision(reply, "recorded", record=record, warnings=warnings)
+
+
+def _images_to_warn_about(review: Review, pod: Pod) -> dict[str, dict[str, str]]:
+    """The images this request brings in: all of them at CREATE, only the ephemeral containers added by
+    an ephemeralcontainers UPDATE (`kubectl debug` should not repeat warnings the pod got at CREATE)."""
+    if review.target is not Target.EPHEMERAL_CONTAINERS:
+        return pod.images
+    ephemeral = pod.images.get("ephemeralContainers", {})
+    return {"ephemeralContainers": {n: i for n, i in ephemeral.items() if n not in review.old_ephemeral}}
 
 
 def image_warnings(images: Mapping[str, Mapping[str, str]], registry_known: RegistryKnown) -> list[str]:

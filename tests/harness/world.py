@@ -147,6 +147,8 @@ class World:
                 nodes=self.nodes,
                 version=self.kubelet_version,
                 image_id_delay=self.image_id_delay,
+                # pods labelled kubelet=manual are run by a test's own kubelet (another version's wording)
+                accept=lambda pod: (pod.get("metadata", {}).get("labels") or {}).get("kubelet") != "manual",
             ).start()
             self._stack.callback(self.kubelet.stop)
         if self.start_listener:

@@ -37,7 +37,9 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str =
 def fast_options(**overrides: Any) -> ListenerOptions:
     """Timings shrunk for tests; production defaults otherwise. The catch-up pass is off unless asked
     for, so that event-path tests cannot pass thanks to it."""
-    informer = InformerOptions(read_timeout=3.0, backoff_initial=0.05, backoff_cap=1.0, healthy_stream_seconds=0.5)
+    informer = InformerOptions(
+        read_timeout=3.0, backoff_initial=0.05, backoff_cap=1.0, healthy_stream_seconds=0.5
+    )
     options = ListenerOptions(
         informer=informer,
         tagger=TaggerOptions(retry_initial=0.05, retry_cap=0.3),
@@ -88,7 +90,9 @@ class Env:
 
     # --- configuration ---------------------------------------------------------------------------
 
-    def settings(self, store_url: str | None = None, tagging: TaggingSettings | None = None, **listener: Any) -> Settings:
+    def settings(
+        self, store_url: str | None = None, tagging: TaggingSettings | None = None, **listener: Any
+    ) -> Settings:
         values: dict[str, Any] = {"workers": 4, "imageid_wait_seconds": 10.0, "rate_limit_per_second": 500.0}
         values.update(listener)
         return Settings(
@@ -107,7 +111,12 @@ class Env:
         settings = settings or self.settings()
         store = open_store(settings.store.url)
         listener = Listener(
-            settings, self.kube(), store, ListenerMetrics(), dry_run=dry_run, options=options or fast_options()
+            settings,
+            self.kube(),
+            store,
+            ListenerMetrics(),
+            dry_run=dry_run,
+            options=options or fast_options(),
         )
         listener.start()
         running = RunningListener(listener, store)
@@ -131,7 +140,8 @@ class Env:
 
     def tags_on(self, repository: str, digest: str, prefix: str = "deployed_") -> list[str]:
         return sorted(
-            t for t in self.registry.list_tags(repository)
+            t
+            for t in self.registry.list_tags(repository)
             if t.startswith(prefix) and self.registry.tag_digest(repository, t) == digest
         )
 
@@ -140,8 +150,16 @@ class Env:
 
     # --- pods and events -----------------------------------------------------------------------------
 
-    def pod(self, name: str, image: str, *, annotate: bool = True, container: str = "app",
-            namespace: str | None = None, labels: dict[str, str] | None = None) -> Obj:
+    def pod(
+        self,
+        name: str,
+        image: str,
+        *,
+        annotate: bool = True,
+        container: str = "app",
+        namespace: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Obj:
         """Create an admitted pod (annotation `pulltag.dev/images`), scheduled on node-1."""
         metadata: Obj = {"name": name, "namespace": namespace or self.namespace, "labels": labels or {}}
         if annotate:
@@ -175,8 +193,15 @@ class Env:
         }
         return self.api.update_status("pods", fresh, pod["metadata"]["namespace"])
 
-    def pulled(self, pod: Obj, *, container: str = "app", message: str | None = None,
-               component: str = "kubelet", when: str | None = None) -> Obj:
+    def pulled(
+        self,
+        pod: Obj,
+        *,
+        container: str = "app",
+        message: str | None = None,
+        component: str = "kubelet",
+        when: str | None = None,
+    ) -> Obj:
         """Post a kubelet-shaped Pulled event for the pod's container."""
         image = pod["spec"]["containers"][0]["image"]
         meta = pod["metadata"]
@@ -206,10 +231,7 @@ class Env:
         return self.api.create("events", event, meta["namespace"])
 
     def pod_events(self, reason: str, namespace: str | None = None) -> list[Obj]:
-        return [
-            e for e in self.api.list("events", namespace or self.namespace)
-            if e.get("reason") == reason
-        ]
+        return [e for e in self.api.list("events", namespace or self.namespace) if e.get("reason") == reason]
 
     def ledger(self, image: str | None = None, digest: str | None = None) -> list[LedgerEntry]:
         store = self.open_store()

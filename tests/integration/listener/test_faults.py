@@ -33,7 +33,9 @@ def _assert_each_pod_tagged_once(env: Env, repository: str, digest: str, names: 
 
 def _idle(running: RunningListener) -> bool:
     run = running.listener.current
-    return run is not None and run.queue_depth() == 0 and run.tagger.queue.idle() and run.confirmer.queue.idle()
+    return (
+        run is not None and run.queue_depth() == 0 and run.tagger.queue.idle() and run.confirmer.queue.idle()
+    )
 
 
 @pytest.mark.slow
@@ -90,9 +92,8 @@ def test_api_server_down_for_20s_backs_off_then_recovers(env: Env) -> None:
     wait_for(lambda: running.tags("created", env.registry.host) == 1, what="the first tag")
     env.api.stop()
     unreachable = {"cause": "unreachable"}
-    down = threading.Event()
-    # Twenty seconds of outage, measured by the listener's own failed attempts, not by sleeping blind.
-    wait_for(lambda: down.wait(20.0) or True, timeout=25, what="20 s of outage")
+    # The outage itself lasts 20 s (the scenario, not a synchronisation): the listener keeps failing.
+    threading.Event().wait(20.0)
     attempts = running.metrics.value("pulltag_watch_restarts_total", unreachable)
     assert attempts >= 3, "the listener should keep trying while the API server is down"
     # backoff capped at 1 s in this test: ~20 attempts at most, not a hot loop
@@ -105,7 +106,7 @@ def test_api_server_down_for_20s_backs_off_then_recovers(env: Env) -> None:
 
 
 def test_429_retry_after_is_honoured(env: Env) -> None:
-    repository, digest, image = env.image()
+    _repository, digest, image = env.image()
     env.api.fail_requests(count=3, status=429, retry_after=1, path_contains="/events")
     running = env.start_listener(env.settings(tagging=EVERY))
     _make_pulls(env, digest, image, ["throttled-1"])
@@ -126,7 +127,11 @@ def test_two_listeners_at_once_make_one_tag_per_key(env: Env) -> None:
         pod = env.pod(name, image)
         env.run(pod, digest)
         env.pulled(pod)
-    wait_for(lambda: a.pulls("confirmed") == 20 and b.pulls("confirmed") == 20, what="both to confirm all")
+    # Seen markers are shared: a pull one replica finished, the other drops unhandled. Together they
+    # confirmed every pull at least once.
+    wait_for(lambda: a.pulls("confirmed") + b.pulls("confirmed") >= 20, what="every pull confirmed")
+    for repository, digest, _ in images:
+        wait_for(lambda r=repository, d=digest: env.tags_on(r, d), what=f"a tag on {repository}")
     wait_for(lambda: _idle(a) and _idle(b), what="both listeners idle")
     for repository, digest, _ in images:
         assert len(env.tags_on(repository, digest)) == 1
@@ -143,7 +148,7 @@ def test_listener_started_after_the_pods_ran_catches_up(env: Env) -> None:
     for repository, digest, _ in images:
         wait_for(lambda r=repository, d=digest: env.tags_on(r, d), what=f"catch-up tag on {repository}")
     wait_for(lambda: _idle(running), what="the listener to be idle")
-    for repository, digest, _ in images:
+    for repository, _digest, _ in images:
         assert len(env.prefixed_tags(repository)) == 1
     assert running.listener.current.reconciler.passes >= 1  # type: ignore[union-attr]
     # A second pass finds nothing new to tag.

@@ -77,8 +77,18 @@ def test_cli_serves_health_and_exits_0_on_sigterm(env: Env, tmp_path: Path) -> N
     environ = dict(os.environ, KUBECONFIG=env.kubeconfig)
     environ.pop("KUBERNETES_SERVICE_HOST", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pulltag", "listener", "--config", str(config),
-         "--metrics-bind", f"127.0.0.1:{port}", "--namespace", "default"],
+        [
+            sys.executable,
+            "-m",
+            "pulltag",
+            "listener",
+            "--config",
+            str(config),
+            "--metrics-bind",
+            f"127.0.0.1:{port}",
+            "--namespace",
+            "default",
+        ],
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -36,8 +36,13 @@ def test_pending_image_id_is_retried_until_the_kubelet_writes_it(env: Env) -> No
     running = env.start_listener()
     pod = env.pod("slow-1", image)
     env.pulled(pod)  # the event comes before the status carries the imageID
-    wait_for(lambda: running.listener.current and len(running.listener.current.confirmer.queue) > 0 or
-             running.pulls("confirmed") > 0, what="the pull to wait for its imageID")
+    wait_for(
+        lambda: (
+            (running.listener.current and len(running.listener.current.confirmer.queue) > 0)
+            or running.pulls("confirmed") > 0
+        ),
+        what="the pull to wait for its imageID",
+    )
     env.run(pod, digest)
     wait_for(lambda: env.tags_on(repository, digest), what="the tag after the imageID appeared")
     assert running.pulls("no_digest") == 0
@@ -52,8 +57,10 @@ def test_forged_and_unadmitted_pulls_tag_nothing(env: Env) -> None:
     unadmitted = env.pod("unadmitted-1", image, annotate=False)
     env.run(unadmitted, digest)
     env.pulled(unadmitted)
-    wait_for(lambda: running.pulls("not_kubelet") == 1 and running.pulls("unadmitted") == 1,
-             what="both pulls to be refused")
+    wait_for(
+        lambda: running.pulls("not_kubelet") == 1 and running.pulls("unadmitted") == 1,
+        what="both pulls to be refused",
+    )
     assert env.prefixed_tags(repository) == []
     assert env.pod_events("ImageTagged") == []
 
@@ -84,8 +91,10 @@ def test_second_pull_of_a_tagged_digest_is_skipped(env: Env, store: str) -> None
     env.run(second, digest)
     env.pulled(second, message=f'Container image "{image}" already present on machine')
     wait_for(lambda: running.pulls("confirmed") == 2, what="the second pull to be confirmed")
-    wait_for(lambda: running.listener.current and running.listener.current.tagger.queue.idle(),
-             what="the tagger to be idle")
+    wait_for(
+        lambda: running.listener.current and running.listener.current.tagger.queue.idle(),
+        what="the tagger to be idle",
+    )
     assert len(env.prefixed_tags(repository)) == 1
 
 
@@ -100,7 +109,9 @@ def test_scope_namespace_tags_once_per_namespace(env: Env) -> None:
         env.pulled(pod)
     wait_for(lambda: len(env.tags_on(repository, digest)) >= 2, what="one tag per namespace")
     wait_for(lambda: running.pulls("confirmed") == 3, what="three confirmed pulls")
-    wait_for(lambda: running.listener.current and running.listener.current.tagger.queue.idle(),
-             what="the tagger to be idle")
+    wait_for(
+        lambda: running.listener.current and running.listener.current.tagger.queue.idle(),
+        what="the tagger to be idle",
+    )
     tags = env.tags_on(repository, digest)
     assert [t.split("_")[1] for t in tags] == ["apps", "other"]
