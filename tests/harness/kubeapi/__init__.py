@@ -1,9 +1,9 @@
 """A fake Kubernetes API server for pulltag's tests (the one fake of the test world).
 
-HTTPS with bearer tokens; namespaces, pods (+ ``pods/status``), core/v1 and events.k8s.io/v1 events
-(one store), coordination.k8s.io/v1 leases; real list/watch semantics (one global resourceVersion,
-paging, selectors, bookmarks, 410 after compaction, event TTL); admission webhooks called like
-kube-apiserver; RBAC from manifests; fault injection. See ``FakeKubeAPI``.
+HTTPS with bearer tokens; namespaces, pods (+ ``pods/status``, ``pods/ephemeralcontainers``), core/v1
+and events.k8s.io/v1 events (one store), coordination.k8s.io/v1 leases; real list/watch semantics (one
+global resourceVersion, paging, selectors, bookmarks, 410 after compaction, event TTL); admission
+webhooks called like kube-apiserver; RBAC from manifests; fault injection. See ``FakeKubeAPI``.
 """
 
 from .certs import IssuedCert, TestCA, api_server_bundle

@@ -2,8 +2,11 @@
 
 Order for CREATE: mutating webhooks (object still has generateName and no name/uid), one reinvocation
 pass for ``reinvocationPolicy: IfNeeded`` webhooks when a later webhook changed the object, then the
-registry generates name and uid, then validating webhooks. Services are resolved through routes the
-test configures; TLS is verified against the webhook's caBundle with the service DNS name as SNI.
+registry generates name and uid, then validating webhooks. UPDATE of the main resource and of
+``pods/ephemeralcontainers`` is admitted too (``subResource`` set in the review, rules matched on
+``resource/subresource`` as kube-apiserver's rules.Matcher does); ``pods/status`` is not. Services are
+resolved through routes the test configures; TLS is verified against the webhook's caBundle with the
+service DNS name as SNI.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class AdmissionRequest:
     user: User
     dry_run: bool
     namespace_labels: dict[str, str]
+    subresource: str = ""  # e.g. "ephemeralcontainers"; "" for the resource itself
 
 
 class _RoutedHTTPSConnection(http.client.HTTPSConnection):
@@ -113,8 +117,9 @@ class AdmissionChain:
             return False
         if not has(rule.get("apiGroups"), req.rt.group) or not has(rule.get("apiVersions"), req.rt.version):
             return False
-        resources = rule.get("resources") or []
-        if not ("*" in resources or "*/*" in resources or req.rt.resource in resources):
+        if not any(
+            _resource_matches(r, req.rt.resource, req.subresource) for r in rule.get("resources") or []
+        ):
             return False
         scope = rule.get("scope") or "*"
         return not (
@@ -149,6 +154,8 @@ class AdmissionChain:
             "resource": gvr,
             "requestKind": gvk,
             "requestResource": gvr,
+            "subResource": req.subresource,
+            "requestSubResource": req.subresource,
             "name": req.name,
             "namespace": req.namespace,
             "operation": req.operation,
@@ -158,8 +165,9 @@ class AdmissionChain:
             "dryRun": req.dry_run,
             "options": options,
         }
-        if not req.name:
-            del request["name"]  # omitempty in the real AdmissionRequest, i.e. "empty"
+        for key in ("subResource", "requestSubResource", "name"):
+            if not request[key]:
+                del request[key]  # omitempty in the real AdmissionRequest, i.e. "empty"
         if not req.namespace:
             del request["namespace"]
         return {"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": request}
@@ -275,6 +283,14 @@ class AdmissionChain:
         for wh in self._webhooks(mutating=False):
             if self._applies(wh, req):
                 self._call(wh, req, req.obj, warnings, mutating=False)
+
+
+def _resource_matches(rule_resource: str, resource: str, subresource: str) -> bool:
+    """rules.Matcher.resource: "pods" matches the resource only, "pods/ephemeralcontainers" that
+    subresource only, "pods/*" the resource and all its subresources, "*" every resource but no
+    subresource, "*/*" everything, "*/status" that subresource of anything."""
+    res, _, sub = rule_resource.partition("/")
+    return res in ("*", resource) and sub in ("*", subresource)
 
 
 def _denied(name: str, status: Obj) -> errors.ApiError:

@@ -32,6 +32,7 @@ from .resources import (
     to_storage,
     to_view,
     validate,
+    validate_update,
 )
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .store import Key, Store, TooOld
@@ -363,8 +364,14 @@ class Registry:
                     new_meta.pop(k, None)
             new["apiVersion"], new["kind"] = rt.api_version, rt.kind
             apply_defaults(rt, new)
-            prepare_for_update(rt, new, old, subresource)
             warnings: builtins.list[str] = []
+            if subresource == "ephemeralcontainers":
+                # Its own order of strategy and admission, see there.
+                new = self._update_ephemeral_containers(
+                    rt, namespace, name, new, old, user, dry_run, admit, warnings
+                )
+            else:
+                prepare_for_update(rt, new, old, subresource)
             if admit and not subresource:
                 ns_labels = self.namespace_labels(namespace) if rt.namespaced else {}
                 req = AdmissionRequest(
@@ -392,6 +399,45 @@ class Registry:
                 stored = self.store.write(key, storage)
             return to_view(rt, stored), warnings
         raise errors.conflict(rt.group_resource, name, "too many concurrent updates")
+
+    def _update_ephemeral_containers(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        new: Obj,
+        old: Obj,
+        user: User,
+        dry_run: bool,
+        admit: bool,
+        warnings: builtins.list[str],
+    ) -> Obj:
+        """An UPDATE of pods/ephemeralcontainers in kube-apiserver's order: mutating webhooks see the
+        object as sent (or as patched), then the strategy keeps only its ``spec.ephemeralContainers``
+        (so a webhook's other changes are dropped) and validates the update (append-only), and only then
+        validating webhooks see the resulting whole pod. Returns that pod."""
+        if not admit:
+            prepare_for_update(rt, new, old, "ephemeralcontainers")
+            validate_update(rt, new, old, "ephemeralcontainers")
+            return new
+        req = AdmissionRequest(
+            rt,
+            "UPDATE",
+            namespace,
+            name,
+            new,
+            old,
+            user,
+            dry_run,
+            self.namespace_labels(namespace),
+            "ephemeralcontainers",
+        )
+        new = self.admission.mutate(req, warnings) or new
+        prepare_for_update(rt, new, old, "ephemeralcontainers")
+        validate_update(rt, new, old, "ephemeralcontainers")
+        req.obj = new
+        self.admission.validate(req, warnings)
+        return new
 
     # -- delete -----------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ class ResourceType:
 NAMESPACES = ResourceType(
     "", "v1", "namespaces", "Namespace", False, "namespaces", "NamespaceList", ("status",)
 )
-PODS = ResourceType("", "v1", "pods", "Pod", True, "pods", "PodList", ("status",))
+PODS = ResourceType("", "v1", "pods", "Pod", True, "pods", "PodList", ("status", "ephemeralcontainers"))
 EVENTS = ResourceType("", "v1", "events", "Event", True, "events", "EventList", (), True)
 EVENTS_V1 = ResourceType("events.k8s.io", "v1", "events", "Event", True, "events", "EventList", (), True)
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, "leases", "LeaseList", (), True)
@@ -250,7 +250,11 @@ def prepare_for_create(rt: ResourceType, obj: Obj) -> None:
 
 def prepare_for_update(rt: ResourceType, new: Obj, old: Obj, subresource: str) -> None:
     """Strategy.PrepareForUpdate: the main resource cannot change status, the status subresource
-    can change nothing but status (metav1.ResetObjectMetaForStatus)."""
+    can change nothing but status (metav1.ResetObjectMetaForStatus), the ephemeralcontainers subresource
+    nothing but ``spec.ephemeralContainers``."""
+    if subresource == "ephemeralcontainers":
+        _keep_only_ephemeral_containers(new, old)
+        return
     if "status" not in rt.subresources:
         return
     if subresource == "status":
@@ -270,6 +274,74 @@ def prepare_for_update(rt: ResourceType, new: Obj, old: Obj, subresource: str) -
         new.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = old[
             "metadata"
         ]["name"]
+
+
+def _keep_only_ephemeral_containers(new: Obj, old: Obj) -> None:
+    """podEphemeralContainersStrategy's dropNonEphemeralContainerUpdates: the old pod with the new
+    ``spec.ephemeralContainers``; everything else in the body (labels, annotations, containers, status)
+    is dropped without an error."""
+    containers = (new.get("spec") or {}).get("ephemeralContainers")
+    new.clear()
+    new.update(copy.deepcopy(old))
+    spec = new.setdefault("spec", {})
+    if containers:
+        spec["ephemeralContainers"] = containers
+    else:
+        spec.pop("ephemeralContainers", None)
+
+
+def validate_update(rt: ResourceType, new: Obj, old: Obj, subresource: str) -> None:
+    """Strategy.ValidateUpdate, for what this fake checks beyond ``validate``: the ephemeralcontainers
+    subresource may only add ephemeral containers (ValidatePodEphemeralContainersUpdate)."""
+    if rt.store != "pods" or subresource != "ephemeralcontainers":
+        return
+    spec = new.get("spec") or {}
+    causes = _ephemeral_container_causes(spec)
+    if not causes:
+        causes = _changed_ephemeral_container_causes(spec, old.get("spec") or {})
+    if causes:
+        raise errors.invalid(rt.kind, (new.get("metadata") or {}).get("name") or "", causes)
+
+
+def _ephemeral_container_causes(spec: Obj) -> list[tuple[str, str, str]]:
+    """validateEphemeralContainers: a name and an image each, names unique across every container of
+    the pod, and a targetContainerName that names a container."""
+    causes: list[tuple[str, str, str]] = []
+    regular = [c.get("name") for k in ("containers", "initContainers") for c in spec.get(k) or []]
+    seen = set(regular)
+    for i, c in enumerate(spec.get("ephemeralContainers") or []):
+        path = f"spec.ephemeralContainers[{i}]"
+        if not isinstance(c, dict):
+            causes.append((path, "FieldValueInvalid", "Invalid value: must be an object"))
+            continue
+        name = c.get("name")
+        if not name:
+            causes.append((f"{path}.name", "FieldValueRequired", "Required value"))
+        elif name in seen:
+            causes.append((f"{path}.name", "FieldValueDuplicate", f'Duplicate value: "{name}"'))
+        seen.add(name)
+        if not c.get("image"):
+            causes.append((f"{path}.image", "FieldValueRequired", "Required value"))
+        target = c.get("targetContainerName")
+        if target and target not in regular:
+            causes.append((f"{path}.targetContainerName", "FieldValueNotFound", f'Not found: "{target}"'))
+    return causes
+
+
+def _changed_ephemeral_container_causes(spec: Obj, old_spec: Obj) -> list[tuple[str, str, str]]:
+    """Existing ephemeral containers may be neither removed nor changed (matched by name: a patch does
+    not keep the order)."""
+    new_by_name = {c.get("name"): c for c in spec.get("ephemeralContainers") or []}
+    causes: list[tuple[str, str, str]] = []
+    for c in old_spec.get("ephemeralContainers") or []:
+        name = c.get("name")
+        if name not in new_by_name:
+            message = f'Forbidden: existing ephemeral containers "{name}" may not be removed'
+            causes.append(("spec.ephemeralContainers", "FieldValueForbidden", message))
+        elif new_by_name[name] != c:
+            message = f'Forbidden: existing ephemeral containers "{name}" may not be changed'
+            causes.append((f"spec.ephemeralContainers[{name}]", "FieldValueForbidden", message))
+    return causes
 
 
 def validate(rt: ResourceType, obj: Obj) -> None:

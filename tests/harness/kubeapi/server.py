@@ -830,10 +830,21 @@ class FakeKubeAPI:
     def objects(self, resource: str, namespace: str | None = None) -> builtins.list[Obj]:
         return self.list(resource, namespace)
 
-    def update(self, resource: str, obj: Obj, namespace: str | None = None, *, subresource: str = "") -> Obj:
+    def update(
+        self,
+        resource: str,
+        obj: Obj,
+        namespace: str | None = None,
+        *,
+        subresource: str = "",
+        admit: bool = False,
+        user: User = SYSTEM_ADMIN,
+    ) -> Obj:
+        """Update; ``admit=True`` runs the admission webhooks as an HTTP PUT would (for the resource
+        itself and for ``subresource="ephemeralcontainers"``)."""
         rt = self._rt(resource)
         out, _ = self.registry.update(
-            rt, self._ns(rt, namespace, obj), obj["metadata"]["name"], obj, subresource, admit=False
+            rt, self._ns(rt, namespace, obj), obj["metadata"]["name"], obj, subresource, user, admit=admit
         )
         return out
 
@@ -849,16 +860,22 @@ class FakeKubeAPI:
         *,
         patch_type: str = "strategic",
         subresource: str = "",
+        admit: bool = False,
+        user: User = SYSTEM_ADMIN,
     ) -> Obj:
-        """``patch_type``: "strategic", "merge" or "json" (RFC 6902 list of operations)."""
+        """``patch_type``: "strategic", "merge" or "json" (RFC 6902 list of operations); ``admit=True``
+        runs the admission webhooks as an HTTP PATCH would. ``kubectl debug`` is
+        ``patch("pods", name, {"spec": {"ephemeralContainers": [...]}}, ns,
+        subresource="ephemeralcontainers", admit=True)``."""
         rt = self._rt(resource)
         ctype = {
             "strategic": "application/strategic-merge-patch+json",
             "merge": "application/merge-patch+json",
             "json": "application/json-patch+json",
         }[patch_type]
+        body = json.dumps(patch).encode()
         out, _ = self.registry.patch(
-            rt, self._ns(rt, namespace), name, ctype, json.dumps(patch).encode(), subresource, admit=False
+            rt, self._ns(rt, namespace), name, ctype, body, subresource, user, admit=admit
         )
         return out
 

@@ -19,6 +19,7 @@ from pulltag.store import Store
 from tests.harness.webhook import DIGEST, SERVICE_HOST, WebhookServer, client_context, pod_review
 from tests.integration.webhook.conftest import StartServer
 from tests.unit.webhook.fuzz import bodies
+from tests.unit.webhook.reviews import ephemeral_review
 from webhook.patch import apply_patch
 
 MAX_BODY = 4 * 1024 * 1024
@@ -114,6 +115,62 @@ def test_dry_run_ignored_and_non_pod_requests_write_nothing(
         False,
         True,
     ]
+
+
+@pytest.mark.parametrize("version", ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])
+def test_kubectl_debug_adds_the_ephemeral_container_to_the_record(
+    start_server: StartServer, store_url: str, store_for: Callable[[str], Store], version: str
+) -> None:
+    server = start_server(store_url, workers=1)
+    status, _ = server.post_json("/validate", deployment_pod("validate", ephemeral_containers=None))
+    assert status == 200
+    store = store_for(store_url)
+    created = store.get_admission(POD_UID)
+    assert created is not None and "ephemeralContainers" not in created.images
+
+    pod = {
+        "uid": "debug-req",
+        "api_version": version,
+        "name": "web-7d4b9c-x2x9q",
+        "namespace": "shop",
+        "pod_uid": POD_UID,
+        "containers": IMAGES["containers"],
+        "init_containers": IMAGES["initContainers"],
+        "owner": ("ReplicaSet", "web-7d4b9c"),
+        "node": "node-1",
+    }
+    debug = ephemeral_review(added={"debugger": "harbor.example.com/tools/debug:1"}, **pod)
+    status, answer = server.post_json("/mutate", debug)
+    assert (status, answer["apiVersion"]) == (200, version)
+    assert answer["response"] == {"uid": "debug-req", "allowed": True}  # never a patch on the subresource
+    status, answer = server.post_json("/validate", debug)
+    assert (status, answer["apiVersion"]) == (200, version)
+    assert answer["response"] == {"uid": "debug-req", "allowed": True}  # nothing new to warn about
+
+    record = store.get_admission(POD_UID)
+    assert record is not None
+    assert record.images == {
+        **IMAGES,
+        "ephemeralContainers": {"debugger": "harbor.example.com/tools/debug:1"},
+    }
+    assert (record.namespace, record.name, record.owner, record.node) == (
+        "shop",
+        "web-7d4b9c-x2x9q",
+        "ReplicaSet/web-7d4b9c",
+        "node-1",
+    )
+    assert record.admitted_at >= created.admitted_at
+    assert store.find_admission("shop", "web-7d4b9c-x2x9q") == record
+
+    # A dry-run debug and one on an ignored pod leave the record as it is.
+    again = {
+        "added": {"second": "busybox:1.36"},
+        "old_ephemeral": {"debugger": "harbor.example.com/tools/debug:1"},
+    }
+    for extra in ({"dry_run": True}, {"labels": {"pulltag.dev/ignore": "true"}}):
+        status, answer = server.post_json("/validate", ephemeral_review(**again, **pod, **extra))
+        assert status == 200 and answer["response"]["allowed"] is True
+    assert store.get_admission(POD_UID) == record
 
 
 def test_tls_trusting_only_the_ca_with_the_service_name(start_server: StartServer) -> None:

@@ -17,17 +17,23 @@ NAMESPACE_SELECTOR = {
 OBJECT_SELECTOR = {
     "matchExpressions": [{"key": "pulltag.dev/ignore", "operator": "NotIn", "values": ["true"]}]
 }
-RULES = [
-    {
-        "operations": ["CREATE"],
-        "apiGroups": [""],
-        "apiVersions": ["v1"],
-        "resources": ["pods"],
-        "scope": "Namespaced",
-    }
-]
+POD_CREATE = {
+    "operations": ["CREATE"],
+    "apiGroups": [""],
+    "apiVersions": ["v1"],
+    "resources": ["pods"],
+    "scope": "Namespaced",
+}
+# kubectl debug: ephemeral containers are added by an UPDATE of this subresource, which a rule for "pods"
+# does not match. Validating only: the subresource drops the mutating webhook's annotation patch.
+EPHEMERAL_CONTAINERS_UPDATE = {
+    "operations": ["UPDATE"],
+    "apiGroups": [""],
+    "apiVersions": ["v1"],
+    "resources": ["pods/ephemeralcontainers"],
+    "scope": "Namespaced",
+}
 COMMON: dict[str, Any] = {
-    "rules": RULES,
     "admissionReviewVersions": ["v1"],
     "sideEffects": "NoneOnDryRun",
     "failurePolicy": "Ignore",
@@ -37,8 +43,18 @@ COMMON: dict[str, Any] = {
     "objectSelector": OBJECT_SELECTOR,
 }
 CASES = [
-    ("MutatingWebhookConfiguration", MUTATING, "/mutate", {"reinvocationPolicy": "IfNeeded"}),
-    ("ValidatingWebhookConfiguration", VALIDATING, "/validate", {}),
+    (
+        "MutatingWebhookConfiguration",
+        MUTATING,
+        "/mutate",
+        {"rules": [POD_CREATE], "reinvocationPolicy": "IfNeeded"},
+    ),
+    (
+        "ValidatingWebhookConfiguration",
+        VALIDATING,
+        "/validate",
+        {"rules": [POD_CREATE, EPHEMERAL_CONTAINERS_UPDATE]},
+    ),
 ]
 
 

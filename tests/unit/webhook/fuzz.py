@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from tests.harness.webhook import DIGEST, pod_review
+from tests.unit.webhook.reviews import ephemeral_review
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
 json_values = st.recursive(
@@ -18,7 +19,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 
-_base_reviews = st.builds(
+_create_reviews = st.builds(
     pod_review,
     api_version=st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]),
     containers=st.dictionaries(
@@ -31,6 +32,19 @@ _base_reviews = st.builds(
     name=st.none() | st.text(max_size=20),
     pod_uid=st.none() | st.text(max_size=20),
 )
+# kubectl debug: the same pods, reviewed as an UPDATE of pods/ephemeralcontainers with an oldObject.
+_ephemeral_reviews = st.builds(
+    ephemeral_review,
+    api_version=st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]),
+    old_ephemeral=st.dictionaries(st.text(max_size=8), st.text(max_size=30), max_size=2),
+    added=st.dictionaries(
+        st.text(max_size=8), st.text(max_size=30) | st.just(f"busybox@{DIGEST}"), max_size=2
+    ),
+    labels=st.none() | st.dictionaries(st.text(max_size=8), st.sampled_from(["true", "x"]), max_size=2),
+    dry_run=st.booleans(),
+    pod_uid=st.none() | st.text(max_size=20),
+)
+_base_reviews = st.one_of(_create_reviews, _ephemeral_reviews)
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from pulltag.config import RegistrySettings, Settings, WebhookSettings
 from pulltag.store.base import StoreError, StoreUnavailable
 from tests.harness.webhook import pod_review
+from tests.unit.webhook.reviews import ephemeral_review
 from tests.unit.webhook.stores import ScriptedStore
 from webhook.app import create_app, read_body
 from webhook.metrics import Metrics
@@ -83,6 +84,27 @@ def test_validate_dry_run_and_ignored_write_nothing(client: FlaskClient, store: 
     assert store.records == {}
     assert metric(client, "pulltag_admission_requests_total", outcome="dry_run") == 1
     assert metric(client, "pulltag_admission_requests_total", outcome="ignored") == 1
+
+
+def test_kubectl_debug_rewrites_the_record_with_the_ephemeral_container(
+    client: FlaskClient, store: ScriptedStore
+) -> None:
+    pod: dict[str, Any] = {"pod_uid": "u-1", "containers": {"app": "harbor.example.com/shop/web:1"}}
+    post(client, "/validate", pod_review(**pod))
+    debug = ephemeral_review(added={"debugger": "harbor.example.com/tools/debug:1"}, **pod)
+    status, body = post(client, "/mutate", debug)
+    assert (status, body["response"]) == (200, {"uid": "req-1", "allowed": True})  # no patch
+    status, body = post(client, "/validate", debug)
+    assert (status, body["response"]) == (200, {"uid": "req-1", "allowed": True})
+    assert store.records["u-1"].images == {
+        "containers": {"app": "harbor.example.com/shop/web:1"},
+        "ephemeralContainers": {"debugger": "harbor.example.com/tools/debug:1"},
+    }
+    assert metric(client, "pulltag_admission_requests_total", webhook="validate", outcome="recorded") == 2
+    assert (
+        metric(client, "pulltag_admission_requests_total", webhook="mutate", outcome="ephemeral_unpatched")
+        == 1
+    )
 
 
 def test_mutate_answers_with_a_patch(client: FlaskClient) -> None:

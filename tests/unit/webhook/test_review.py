@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from pulltag.store.base import AdmissionRecord
 from tests.harness.webhook import DIGEST, pod_review
+from tests.unit.webhook.reviews import ephemeral_review
 from webhook.patch import apply_patch, decode_patch
 from webhook.review import (
     ANNOTATION,
     MAX_WARNING_LENGTH,
     BadReview,
+    Target,
     annotation_value,
     decide_mutate,
     decide_validate,
@@ -132,12 +134,32 @@ def test_wrong_types_are_bad_reviews(path: str, value: Any, message: str) -> Non
         ("request.resource", {"group": "", "version": "v1", "resource": "services"}),
         ("request.resource", {"group": "apps", "version": "v1", "resource": "pods"}),
         ("request.resource", {"group": "", "version": "v2", "resource": "pods"}),
-        ("request.subResource", "ephemeralcontainers"),
+        ("request.subResource", "ephemeralcontainers"),  # a CREATE of it does not exist
         ("request.subResource", "status"),
     ],
 )
 def test_other_resources_and_operations_are_allowed_untouched(path: str, value: Any) -> None:
     review = _set(pod_review(annotations={}), path, value)
+    _assert_untouched(review)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("request.subResource", "status"),
+        ("request.subResource", "resize"),
+        ("request.subResource", None),  # a plain pod UPDATE
+        ("request.operation", "CREATE"),
+        ("request.operation", "DELETE"),
+        ("request.resource", {"group": "", "version": "v1", "resource": "services"}),
+        ("request.resource", {"group": "apps", "version": "v1", "resource": "pods"}),
+    ],
+)
+def test_only_the_ephemeralcontainers_update_of_pods_is_handled(path: str, value: Any) -> None:
+    _assert_untouched(_set(ephemeral_review(annotations={}), path, value))
+
+
+def _assert_untouched(review: dict[str, Any]) -> None:
     for decision in (decide_mutate(parse_review(review)), decide_validate(parse_review(review), known, 1.0)):
         assert decision.response == {
             "apiVersion": "admission.k8s.io/v1",
@@ -361,6 +383,130 @@ def test_warnings_are_always_short_single_lines(image: str) -> None:
     for warning in image_warnings({"containers": {"a": image}}, known):
         assert len(warning) <= MAX_WARNING_LENGTH
         assert "\n" not in warning
+
+
+# --- ephemeral containers (kubectl debug: UPDATE of pods/ephemeralcontainers) -----------------------
+
+DEBUG_POD: dict[str, Any] = {
+    "name": "web-7d4b9c-x2x9q",
+    "namespace": "shop",
+    "pod_uid": "uid-1",
+    "containers": {"app": f"harbor.example.com/shop/web:2@{DIGEST}"},
+    "init_containers": {"migrate": "harbor.example.com/shop/migrate:2"},
+    "owner": ("ReplicaSet", "web-7d4b9c"),
+    "node": "node-1",
+    "annotations": {ANNOTATION: '{"containers":{"app":"harbor.example.com/shop/web:2@' + DIGEST + '"}}'},
+}
+
+
+@pytest.mark.parametrize("version", ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])
+def test_validate_records_the_whole_pod_with_its_ephemeral_containers(version: str) -> None:
+    review = ephemeral_review(
+        api_version=version,
+        old_ephemeral={"first": "harbor.example.com/tools/debug:1"},
+        added={"second": "registry.local:5000/tools/shell:2"},
+        **DEBUG_POD,
+    )
+    parsed = parse_review(review)
+    assert parsed.target is Target.EPHEMERAL_CONTAINERS
+    assert parsed.old_ephemeral == {"first"}
+    decision = decide_validate(parsed, known, 1700000100.0)
+    assert decision.outcome == "recorded"
+    # The complete record, as at CREATE plus every ephemeral container: it replaces the CREATE record.
+    assert decision.record == AdmissionRecord(
+        uid="uid-1",
+        namespace="shop",
+        name="web-7d4b9c-x2x9q",
+        images={
+            "containers": {"app": f"harbor.example.com/shop/web:2@{DIGEST}"},
+            "initContainers": {"migrate": "harbor.example.com/shop/migrate:2"},
+            "ephemeralContainers": {
+                "first": "harbor.example.com/tools/debug:1",
+                "second": "registry.local:5000/tools/shell:2",
+            },
+        },
+        owner="ReplicaSet/web-7d4b9c",
+        node="node-1",
+        admitted_at=1700000100.0,
+    )
+    assert decision.response == {
+        "apiVersion": version,
+        "kind": "AdmissionReview",
+        "response": {"uid": "req-1", "allowed": True},
+    }
+
+
+def test_an_ephemeral_update_warns_only_about_the_containers_it_adds() -> None:
+    review = ephemeral_review(
+        containers={"app": "quay.io/shop/web:1"},  # warned about at CREATE already
+        old_ephemeral={"first": "docker.io/library/alpine:3"},  # warned about by the earlier debug
+        added={"second": "busybox:1.36", "third": "Bad Image"},
+    )
+    decision = decide_validate(parse_review(review), known, 1.0)
+    assert decision.response["response"]["warnings"] == [
+        "pulltag: registry docker.io not configured, busybox:1.36 will not be tagged",
+        "pulltag: invalid image reference Bad Image, will not be tagged",
+    ]
+    assert decision.record is not None
+    assert decision.record.images["containers"] == {"app": "quay.io/shop/web:1"}  # recorded all the same
+
+
+def test_without_an_old_object_every_ephemeral_container_counts_as_added() -> None:
+    review = ephemeral_review(old_ephemeral={"first": "busybox:1"}, added={"second": "busybox:2"})
+    review["request"]["oldObject"] = None
+    decision = decide_validate(parse_review(review), known, 1.0)
+    assert [w.split(", ")[1] for w in decision.warnings] == [
+        "busybox:1 will not be tagged",
+        "busybox:2 will not be tagged",
+    ]
+
+
+@pytest.mark.parametrize("version", ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])
+def test_mutate_never_patches_an_ephemeral_update(version: str) -> None:
+    # Even a stale annotation is left alone: the subresource keeps only spec.ephemeralContainers.
+    decision = decide_mutate(parse_review(ephemeral_review(api_version=version, **DEBUG_POD)))
+    assert decision.outcome == "ephemeral_unpatched"
+    assert decision.response == {
+        "apiVersion": version,
+        "kind": "AdmissionReview",
+        "response": {"uid": "req-1", "allowed": True},
+    }
+    without_annotations = {**DEBUG_POD, "annotations": None}
+    decision = decide_mutate(parse_review(ephemeral_review(**without_annotations)))
+    assert set(decision.response["response"]) == {"uid", "allowed"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "outcome"),
+    [
+        ({"dry_run": True}, "dry_run"),
+        ({"labels": {"pulltag.dev/ignore": "true"}}, "ignored"),
+        ({"pod_uid": None}, "incomplete"),
+    ],
+)
+def test_an_ephemeral_update_follows_the_create_rules(overrides: dict[str, Any], outcome: str) -> None:
+    decision = decide_validate(parse_review(ephemeral_review(**overrides)), known, 1.0)
+    assert decision.outcome == outcome
+    assert decision.record is None
+    assert decision.response["response"]["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("request.object", None, "request.object is required for a pod UPDATE of pods/ephemeralcontainers"),
+        ("request.object.spec.ephemeralContainers.0.image", 7, r"ephemeralContainers\[0\].image must be"),
+        ("request.oldObject", [], "request.oldObject must be an object"),
+        ("request.oldObject.spec", "x", "request.oldObject.spec must be an object"),
+        ("request.oldObject.spec.ephemeralContainers", {}, "request.oldObject.spec.ephemeralContainers must"),
+        ("request.oldObject.spec.ephemeralContainers.0", 1, r"oldObject.spec.ephemeralContainers\[0\] must"),
+        ("request.oldObject.spec.ephemeralContainers.0.name", None, r"\[0\].name must be a string"),
+    ],
+)
+def test_ephemeral_update_wrong_types_are_bad_reviews(path: str, value: Any, message: str) -> None:
+    review = ephemeral_review(old_ephemeral={"first": "busybox:1"})
+    with pytest.raises(BadReview, match=message):
+        parse_review(_set(review, path, value))
 
 
 # --- properties ---------------------------------------------------------------------------------
