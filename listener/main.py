@@ -224,7 +224,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         ledger_max_entries=settings.store.ledger_max_entries,
     )
     metrics = ListenerMetrics()
-    listener = Listener(settings, kube, store, metrics, dry_run=dry_run)
+    listener = Listener(settings, kube, store, metrics, dry_run=dry_run, options=options_from(settings))
     health = HealthServer(args.metrics_bind, metrics, listener.healthy, listener.ready).start()
     stop = threading.Event()
     _install_signal_handlers(stop)
@@ -235,13 +235,28 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             listener.stop()
         else:
             namespace = getattr(args, "namespace", None) or own_namespace()
-            elector = LeaseElector(kube, namespace, listener.identity, timing=ElectionTiming())
+            elector = LeaseElector(kube, namespace, listener.identity, timing=election_timing(settings))
             elector.run(listener.start, listener.stop, stop)
     finally:
         health.stop()
         store.close()
     log.info("listener exited")
     return 0
+
+
+def options_from(settings: Settings) -> ListenerOptions:
+    """The pipeline's options from the `listener:` configuration section."""
+    informer = InformerOptions(
+        read_timeout=settings.listener.watch_read_timeout_seconds,
+        backoff_cap=settings.listener.watch_backoff_max_seconds,
+    )
+    return ListenerOptions(informer=informer)
+
+
+def election_timing(settings: Settings) -> ElectionTiming:
+    """client-go's proportions (15 s lease, 10 s renew deadline, 2 s retry) scaled to the lease duration."""
+    lease = settings.listener.lease_duration_seconds
+    return ElectionTiming(lease_seconds=lease, renew_deadline=lease * 2 / 3, retry_period=lease * 2 / 15)
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -105,6 +105,10 @@ class ListenerSettings:
     max_attempts: int = 5
     rate_limit_per_second: float = 10.0
     dry_run: bool = False
+    # A watch that sends nothing (not even a bookmark) for this long is taken as dead and reopened.
+    watch_read_timeout_seconds: float = 90.0
+    watch_backoff_max_seconds: float = 30.0
+    lease_duration_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,9 @@ def _listener(raw: object) -> ListenerSettings:
         "max_attempts",
         "rate_limit_per_second",
         "dry_run",
+        "watch_read_timeout_seconds",
+        "watch_backoff_max_seconds",
+        "lease_duration_seconds",
     }
     _check_keys(section, allowed, "listener.")
     return ListenerSettings(
@@ -393,6 +400,21 @@ def _listener(raw: object) -> ListenerSettings:
             section, "rate_limit_per_second", d.rate_limit_per_second, "listener.rate_limit_per_second"
         ),
         dry_run=_bool(section, "dry_run", d.dry_run, "listener.dry_run"),
+        watch_read_timeout_seconds=_number(
+            section,
+            "watch_read_timeout_seconds",
+            d.watch_read_timeout_seconds,
+            "listener.watch_read_timeout_seconds",
+        ),
+        watch_backoff_max_seconds=_number(
+            section,
+            "watch_backoff_max_seconds",
+            d.watch_backoff_max_seconds,
+            "listener.watch_backoff_max_seconds",
+        ),
+        lease_duration_seconds=_number(
+            section, "lease_duration_seconds", d.lease_duration_seconds, "listener.lease_duration_seconds"
+        ),
     )
 
 

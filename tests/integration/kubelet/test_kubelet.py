@@ -390,7 +390,7 @@ def test_init_containers_first_in_order_then_ephemeral_when_added(
         assert init["imageID"].startswith(f"{registry.host}/{repo}@sha256:")
     assert pod["status"]["phase"] == "Running"
 
-    # kubectl debug: an ephemeral container is added to the running pod.
+    # kubectl debug: an ephemeral container is added to the running pod through its subresource.
     kubeapi.patch(
         "pods",
         "ini",
@@ -402,6 +402,7 @@ def test_init_containers_first_in_order_then_ephemeral_when_added(
             }
         },
         namespace,
+        subresource="ephemeralcontainers",
     )
     kubelet.run_pod(namespace, "ini")
     pulled = [e for e in pod_events(kubeapi, namespace, "ini") if e["reason"] == "Pulled"]
@@ -697,15 +698,19 @@ def test_background_mode_starts_ephemeral_containers_when_added(
     kubelet = make_kubelet().start()
     make_pod(kubeapi, namespace, "bg", {"app": f"{registry.host}/{repo}:1.0"})
     kubelet.wait_idle(10)
+    # kubectl debug: the kubelet learns of the new ephemeral container from its pod watch (MODIFIED).
     kubeapi.patch(
         "pods",
         "bg",
         {"spec": {"ephemeralContainers": [{"name": "dbg", "image": f"{registry.host}/{repo}:debug"}]}},
         namespace,
+        subresource="ephemeralcontainers",
     )
     kubelet.wait_idle(10)
     eph = status_of(kubeapi.get("pods", "bg", namespace), "dbg", "ephemeralContainerStatuses")
     assert eph["imageID"].endswith(str(registry.tag_digest(repo, "debug")))
+    pulled = [e for e in pod_events(kubeapi, namespace, "bg") if e["reason"] == "Pulled"]
+    assert pulled[-1]["involvedObject"]["fieldPath"] == "spec.ephemeralContainers{dbg}"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def test_kubectl_debug_adds_the_ephemeral_container_to_the_record(
     created = store.get_admission(POD_UID)
     assert created is not None and "ephemeralContainers" not in created.images
 
-    pod = {
+    pod: dict[str, Any] = {
         "uid": "debug-req",
         "api_version": version,
         "name": "web-7d4b9c-x2x9q",
@@ -163,7 +163,7 @@ def test_kubectl_debug_adds_the_ephemeral_container_to_the_record(
     assert store.find_admission("shop", "web-7d4b9c-x2x9q") == record
 
     # A dry-run debug and one on an ignored pod leave the record as it is.
-    again = {
+    again: dict[str, Any] = {
         "added": {"second": "busybox:1.36"},
         "old_ephemeral": {"debugger": "harbor.example.com/tools/debug:1"},
     }

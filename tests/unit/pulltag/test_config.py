@@ -60,6 +60,9 @@ def test_empty_file_gives_every_documented_default() -> None:
     assert s.listener.workers == 4
     assert s.listener.imageid_wait_seconds == 60.0
     assert s.listener.reconcile_interval_seconds == 6 * 3600
+    assert s.listener.watch_read_timeout_seconds == 90.0
+    assert s.listener.watch_backoff_max_seconds == 30.0
+    assert s.listener.lease_duration_seconds == 15.0
 
 
 def test_the_design_example_loads(tmp_path: Path) -> None:
@@ -146,6 +149,9 @@ def test_docker_hub_aliases_are_one_registry() -> None:
         ({"listener": {"workers": 0}}, "listener.workers", "at least 1"),
         ({"listener": {"workers": 2.5}}, "listener.workers", "integer"),
         ({"listener": {"dry_run": 1}}, "listener.dry_run", "true or false"),
+        ({"listener": {"watch_read_timeout_seconds": 0}}, "listener.watch_read_timeout_seconds", "greater"),
+        ({"listener": {"watch_backoff_max_seconds": "1"}}, "listener.watch_backoff_max_seconds", "number"),
+        ({"listener": {"lease_duration_seconds": True}}, "listener.lease_duration_seconds", "number"),
     ],
 )
 def test_bad_values_name_the_key(raw: Any, key: str, fragment: str) -> None:
@@ -213,3 +219,13 @@ def test_process_exits_2_with_one_line(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert lines == ["pulltag: config: tagging.scope: must be one of image, namespace, every; got 'galaxy'"]
     assert proc.stdout == ""
+
+
+def test_listener_watch_and_lease_timing_can_be_set() -> None:
+    s = settings_from_dict(
+        {"listener": {"watch_read_timeout_seconds": 3, "watch_backoff_max_seconds": 2.5, "lease_duration_seconds": 4}},
+        env={},
+    )
+    assert s.listener.watch_read_timeout_seconds == 3.0
+    assert s.listener.watch_backoff_max_seconds == 2.5
+    assert s.listener.lease_duration_seconds == 4.0

@@ -1,0 +1,23 @@
+"""The `listener:` configuration reaches the informer and the leader election."""
+
+from __future__ import annotations
+
+from listener.main import election_timing, options_from
+from pulltag.config import settings_from_dict
+
+
+def test_watch_settings_reach_the_informer() -> None:
+    settings = settings_from_dict(
+        {"listener": {"watch_read_timeout_seconds": 3, "watch_backoff_max_seconds": 2}}, env={}
+    )
+    options = options_from(settings)
+    assert options.informer.read_timeout == 3.0
+    assert options.informer.backoff_cap == 2.0
+
+
+def test_lease_timing_keeps_client_go_proportions() -> None:
+    default = election_timing(settings_from_dict({}, env={}))
+    assert (default.lease_seconds, default.renew_deadline, default.retry_period) == (15.0, 10.0, 2.0)
+    short = election_timing(settings_from_dict({"listener": {"lease_duration_seconds": 3}}, env={}))
+    assert short.lease_seconds == 3.0
+    assert short.retry_period < short.renew_deadline < short.lease_seconds
