@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
+from tests.harness.faultproxy import FaultProxy
 from tests.harness.harbor import FakeHarbor
 from tests.harness.kubeapi import FakeKubeAPI
 from tests.harness.kubelet import Kubelet, RegistryResolver
@@ -92,6 +94,11 @@ class World:
     start_listener: bool = True
     start_kubelet: bool = True
     image_id_delay: float = 0.0
+    # chaos options: the listener reaches the registry through a fault-injecting proxy (images are then
+    # named with the proxy's host); a password-protected Redis; the kubelet's transport to the API server
+    registry_proxy: bool = False
+    redis_password: str | None = None
+    kubelet_transport: Literal["http", "inprocess"] = "http"
 
     api: FakeKubeAPI = field(init=False)
     registry: RegistryServer = field(init=False)
@@ -100,6 +107,10 @@ class World:
     webhook: WebhookServer = field(init=False)
     listener: ManagedProcess | None = field(init=False, default=None)
     kubelet: Kubelet = field(init=False)
+    proxy: FaultProxy | None = field(init=False, default=None)
+    listeners: dict[str, ManagedProcess] = field(init=False, default_factory=dict)
+    metrics_ports: dict[str, int] = field(init=False, default_factory=dict)
+    repositories: set[str] = field(init=False, default_factory=set)
     store_url: str = field(init=False, default="")
     config_path: Path = field(init=False)
     metrics_port: int = field(init=False, default=0)
@@ -122,6 +133,9 @@ class World:
         self._start_store()
         self.registry = RegistryServer(self.workdir / "registry", "token").start()
         self._stack.callback(self.registry.stop)
+        if self.registry_proxy:
+            self.proxy = FaultProxy(self.registry.host).start()
+            self._stack.callback(self.proxy.stop)
         if self.with_harbor:
             self.harbor = FakeHarbor(self.workdir / "harbor").start()
             self._stack.callback(self.harbor.stop)
@@ -147,6 +161,7 @@ class World:
                 nodes=self.nodes,
                 version=self.kubelet_version,
                 image_id_delay=self.image_id_delay,
+                transport=self.kubelet_transport,
                 # pods labelled kubelet=manual are run by a test's own kubelet (another version's wording)
                 accept=lambda pod: (pod.get("metadata", {}).get("labels") or {}).get("kubelet") != "manual",
             ).start()
@@ -156,7 +171,7 @@ class World:
 
     def _start_store(self) -> None:
         if self.store_kind == "redis":
-            self.redis = RedisServer(self.workdir / "redis").start()
+            self.redis = RedisServer(self.workdir / "redis", password=self.redis_password).start()
             self._stack.callback(self.redis.stop)
             self.store_url = self.redis.url(0)
         else:
@@ -164,7 +179,15 @@ class World:
 
     @property
     def config(self) -> dict[str, Any]:
-        registries = [self._registry_entry(self.registry.settings("admin"))]
+        if self.proxy is not None:
+            key = self.proxy.host
+            settings = self.registry.settings("admin", host=key)
+            settings = dataclasses.replace(
+                settings, credentials=str(self.registry.credentials_file("admin", key=key))
+            )
+        else:
+            settings = self.registry.settings("admin")
+        registries = [self._registry_entry(settings)]
         if self.harbor is not None:
             registries.append(self._registry_entry(self.harbor.settings("robot$pulltag")))
         config: dict[str, Any] = {
@@ -188,7 +211,7 @@ class World:
         self.config_path = self.workdir / "pulltag.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config))
 
-    def start_listener_process(self, name: str = "listener") -> ManagedProcess:
+    def start_listener_process(self, name: str = "listener", *, wait_ready: bool = True) -> ManagedProcess:
         token = self.api.add_service_account_token(SYSTEM_NS, "pulltag-listener")
         kubeconfig = self.api.write_kubeconfig(self.workdir / f"{name}.kubeconfig", token=token)
         self.metrics_port = free_port()
@@ -206,10 +229,13 @@ class World:
         }
         process = ManagedProcess(name, argv, self.workdir / name, env=env).start()
         port = self.metrics_port
-        process.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{port}/readyz"), timeout=30)
+        self.metrics_ports[name] = port
+        self.listeners[name] = process
+        self._stack.callback(process.stop)
         if name == "listener":
             self.listener = process
-        self._stack.callback(process.stop)
+        if wait_ready:
+            process.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{port}/readyz"), timeout=30)
         return process
 
     def _stop_webhook(self) -> None:
@@ -235,6 +261,9 @@ class World:
             if ref.digest:
                 return ref.digest
             return self.harbor.tag_digest(ref.repository, ref.tag or "latest")
+        if self.proxy is not None and ref.registry == self.proxy.host:
+            # the node pulls from the registry itself: only pulltag's traffic goes through the proxy
+            image = self.registry.host + image[len(self.proxy.host) :]
         return self._resolver(image)
 
     @property
@@ -247,13 +276,19 @@ class World:
         self._cached_resolver = resolver
         return resolver
 
+    @property
+    def image_host(self) -> str:
+        """The registry host in image names: the proxy's when the listener reaches the registry through it."""
+        return self.proxy.host if self.proxy is not None else self.registry.host
+
     def push(self, repository: str, tag: str, kind: Literal["oci", "docker", "index"] = "oci") -> str:
-        """Push an image to the real registry; returns `host/repository:tag` and records its digest."""
+        """Push an image to the real registry (directly); returns `host/repository:tag`."""
         if kind == "index":
             self.registry.push_index(repository, tag)
         else:
             self.registry.push_image(repository, tag, kind=kind)
-        return f"{self.registry.host}/{repository}:{tag}"
+        self.repositories.add(repository)
+        return f"{self.image_host}/{repository}:{tag}"
 
     def registry_tags(self, repository: str) -> dict[str, str]:
         """Every tag of a repository in the real registry, with its digest."""
@@ -341,13 +376,22 @@ class World:
 
         self.wait_for(running, timeout, "pods to run")
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+    def metrics(self, listener: str | None = None) -> str:
+        port = self.metrics_ports[listener] if listener else self.metrics_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             return str(resp.read().decode())
 
-    def metric(self, name: str, **labels: str) -> float:
+    def metric(self, name: str, listener: str | None = None, **labels: str) -> float:
         """The value of one sample of the listener's /metrics (0 when absent)."""
-        return metric_value(self.metrics(), name, **labels)
+        return metric_value(self.metrics(listener), name, **labels)
+
+    def process_logs(self) -> dict[str, str]:
+        """The output of every process the world started (webhook, listeners, redis, registry), by file."""
+        logs: dict[str, str] = {}
+        for path in sorted(self.workdir.rglob("*.log")):
+            with contextlib.suppress(OSError):
+                logs[str(path.relative_to(self.workdir))] = path.read_text(errors="replace")
+        return logs
 
     def ledger(self) -> list[dict[str, Any]]:
         from pulltag.store import open_store
