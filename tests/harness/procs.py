@@ -51,7 +51,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
         try:
             if condition():
                 return
-        except Exception:  # noqa: BLE001 - a server that is starting may refuse in any way
+        except Exception:  # a server that is starting may refuse in any way
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
