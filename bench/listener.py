@@ -155,6 +155,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     args = parser.parse_args()
     with FakeKubeAPI(compaction_window=args.events * 2 + 1000, bookmark_interval=60.0) as api:
         kubeconfig = api.write_kubeconfig(os.path.join(tempfile.mkdtemp(), "kubeconfig"))
@@ -191,6 +192,17 @@ def main() -> int:
         print(f"listener RSS, {args.small:,} events: {small_rss / 1024:.1f} MB (peak {small_hwm / 1024:.1f})")
         print(f"listener RSS, {args.events:,} events: {big_rss / 1024:.1f} MB (peak {big_hwm / 1024:.1f})")
         print(f"growth: {growth:.1f} MB (goal <= 20 MB) {'OK' if growth <= 20 else 'ABOVE GOAL'}")
+        if args.json:
+            report = {
+                "events": args.events,
+                "json_loads_per_s": round(best_json),
+                "listener_path_per_s": round(best_path),
+                "ratio": round(ratio, 3),
+                "rss_small_mb": round(small_rss / 1024, 1),
+                "rss_big_mb": round(big_rss / 1024, 1),
+                "rss_growth_mb": round(growth, 1),
+            }
+            print(json.dumps(report, sort_keys=True))
     return 0
 
 

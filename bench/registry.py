@@ -8,6 +8,7 @@ OCI with a cached token needs HEAD tag + GET manifest by digest + PUT = 3; Harbo
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -35,7 +36,9 @@ def measure(client: RegistryClient, repository: str, digest: str, tags: int) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tags", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     args = parser.parse_args(argv)
+    report: dict[str, dict[str, float]] = {}
     retry = RetryPolicy(attempts=2, base_delay=0.01)
     failed = False
     with tempfile.TemporaryDirectory(prefix="pulltag-bench-") as tmp:
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"anchor {OCI_BUDGET}, ratio {per_tag / OCI_BUDGET:.2f}, {seconds * 1000:.1f} ms/tag"
             )
             failed |= per_tag > OCI_BUDGET
+            report["oci"] = {"requests_per_tag": per_tag, "anchor": OCI_BUDGET, "ms_per_tag": seconds * 1000}
 
             hrepo = harbor.new_repository()
             hdigest = harbor.add_artifact(hrepo, ["v1"])
@@ -61,9 +65,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"anchor {HARBOR_BUDGET}, ratio {per_tag / HARBOR_BUDGET:.2f}, {seconds * 1000:.1f} ms/tag"
             )
             failed |= per_tag > HARBOR_BUDGET
+            report["harbor"] = {
+                "requests_per_tag": per_tag,
+                "anchor": HARBOR_BUDGET,
+                "ms_per_tag": seconds * 1000,
+            }
         finally:
             harbor.stop()
             registry.stop()
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
     return 1 if failed else 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import tempfile
 import threading
@@ -77,6 +78,7 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, default=4, help="threads of the multi-threaded rows (default 4)"
     )
+    parser.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="pulltag-bench-") as tmp:
@@ -101,6 +103,16 @@ def main() -> int:
     for label, threads, sqlite_rate, redis_rate in rows:
         ratio = sqlite_rate / redis_rate
         print(f"{label:<15}{threads:>8}{sqlite_rate:>12,.0f}{redis_rate:>12,.0f}{ratio:>14.2f}")
+    if args.json:
+        report = {
+            f"{label}_{threads}t": {
+                "sqlite_per_s": round(sq),
+                "redis_per_s": round(rd),
+                "ratio": round(sq / rd, 3),
+            }
+            for label, threads, sq, rd in rows
+        }
+        print(json.dumps(report, sort_keys=True))
     return 0
 
 

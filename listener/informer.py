@@ -18,6 +18,7 @@ Semantics:
 from __future__ import annotations
 
 import json
+import json.scanner
 import logging
 import queue
 import random
@@ -222,13 +223,14 @@ class Informer(Generic[T]):
         self._count_restart("closed")
 
     def _handle_line(self, line: bytes) -> None:
+        # The watch thread's per-event work: keep it lean (bench/listener.py measures it against json.loads).
         try:
-            event = json.loads(line)
+            event = _decode_line(line)
             kind = event["type"]
             obj = event["object"]
         except (ValueError, KeyError, TypeError) as exc:
             raise _StreamError(f"undecodable watch line ({type(exc).__name__})", "decode") from exc
-        self.last_activity = time.monotonic()
+        self.last_activity = _monotonic()
         if kind == "ERROR":
             self._raise_error(obj)
         metadata = obj.get("metadata") if isinstance(obj, dict) else None
@@ -242,7 +244,7 @@ class Informer(Generic[T]):
         # DELETED: an event expired; nothing to do. The resourceVersion moves on either way, after
         # delivery, so a crash between the two re-delivers rather than skips.
         if rv:
-            self.resource_version = str(rv)
+            self.resource_version = rv if type(rv) is str else str(rv)
 
     def _raise_error(self, obj: Any) -> None:
         code = obj.get("code") if isinstance(obj, dict) else None
@@ -254,7 +256,12 @@ class Informer(Generic[T]):
     # --- delivery -------------------------------------------------------------------------------------
 
     def _deliver(self, kind: str, obj: Obj) -> None:
-        self._count_event(obj.get("reason"))
+        reason = obj.get("reason")
+        # The counters of known reasons, by reason; anything else (or unhashable) takes the long way.
+        counter = self._event_counters.get(reason) if type(reason) is str else None
+        if counter is None:
+            counter = self._event_counter(reason)
+        counter.inc()
         item = self.transform(kind, obj)
         if item is None:
             return
@@ -267,13 +274,14 @@ class Informer(Generic[T]):
                 continue
         raise _StreamError("stopping", "stopped")
 
-    def _count_event(self, reason: object) -> None:
-        # Event reasons come from whoever posts events: anything unexpected is folded into "other".
+    def _event_counter(self, reason: object) -> Any:
+        # Event reasons come from whoever posts events: anything unexpected is folded into "other", which
+        # is looked up anew each time (keyed by reason, the cache would grow with every new one).
         label = reason if isinstance(reason, str) and reason in _KNOWN_REASONS else "other"
         counter = self._event_counters.get(label)
         if counter is None:
             counter = self._event_counters[label] = self.metrics.events.labels(label)
-        counter.inc()
+        return counter
 
     def _count_restart(self, cause: str) -> None:
         if cause == "stopped" or self._stop.is_set():
@@ -282,6 +290,31 @@ class Informer(Generic[T]):
         if counter is None:
             counter = self._restart_counters[cause] = self.metrics.watch_restarts.labels(cause)
         counter.inc()
+
+
+_monotonic = time.monotonic
+# What JSONDecoder.raw_decode (and so json.loads) runs, without its Python frame.
+# (typeshed types the argument as a scanner; any object with a decoder's attributes is what it reads.)
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _decode_line(line: bytes) -> Any:
+    """`json.loads(line)`, without the cost of its generality where a watch line does not need it.
+
+    A line that starts with `{` followed by a non-NUL byte is one json.loads reads as UTF-8 (it guesses
+    UTF-16/32 only from NUL bytes among the first two, or a BOM); with no text after the value, there is
+    no whitespace to skip. Anything else is json.loads' own, errors included.
+    """
+    if line[:1] == b"{" and line[1:2] != b"\x00":
+        text = line.decode("utf-8", "surrogatepass")
+        try:
+            value, end = _scan_once(text, 0)
+        except StopIteration:  # not JSON: json.loads raises its JSONDecodeError below
+            pass
+        else:
+            if end == len(text):
+                return value
+    return json.loads(line)
 
 
 def _cause_of(exc: KubeError) -> str:

@@ -250,7 +250,8 @@ def options_from(settings: Settings) -> ListenerOptions:
         read_timeout=settings.listener.watch_read_timeout_seconds,
         backoff_cap=settings.listener.watch_backoff_max_seconds,
     )
-    return ListenerOptions(informer=informer)
+    tagger = TaggerOptions(claim_ttl_seconds=settings.listener.claim_ttl_seconds)
+    return ListenerOptions(informer=informer, tagger=tagger)
 
 
 def election_timing(settings: Settings) -> ElectionTiming:

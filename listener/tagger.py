@@ -283,15 +283,26 @@ class TagJob:
     field_path: str
     seen_keys: frozenset[str] = frozenset()
     attempt: int = 0
+    store_failures: int = 0  # the store could not be asked (before any registry call): not an attempt
 
     @staticmethod
     def merge(old: TagJob, new: TagJob) -> TagJob:
-        return replace(old, seen_keys=old.seen_keys | new.seen_keys, attempt=max(old.attempt, new.attempt))
+        return replace(
+            old,
+            seen_keys=old.seen_keys | new.seen_keys,
+            attempt=max(old.attempt, new.attempt),
+            store_failures=max(old.store_failures, new.store_failures),
+        )
 
 
 @dataclass(frozen=True)
 class TaggerOptions:
-    claim_ttl_seconds: float = 600.0  # a crashed worker's claim frees itself after this
+    # A crashed worker's claim frees itself after this. It covers one attempt (a few registry calls, each
+    # bounded by the registry's timeouts); an overlap after it is still safe (names are deterministic and
+    # the scope's prefix is looked for first), while a long TTL delays a dead worker's keys that long.
+    claim_ttl_seconds: float = 60.0
+    # A key claimed by someone else is looked at again after this (their done marker, or the claim free).
+    claim_recheck_seconds: float = 2.0
     done_ttl_seconds: float = 24 * 3600.0  # how long a finished key is remembered without the ledger
     retry_initial: float = 1.0
     retry_cap: float = 60.0
@@ -357,11 +368,21 @@ class Tagger:
                 self.seen.mark(job.seen_keys)
                 return
             if not self.store.claim(_claim_key(key), self.options.claim_ttl_seconds):
-                log.info("%s is being tagged by another worker; leaving it", key)
-                self.seen.mark(job.seen_keys)
+                # Not marked seen: the claimant may have died mid-tag (SIGKILL), and then nobody would
+                # ever tag the key. Look again until its done marker appears or its claim expires.
+                delay = self.options.claim_recheck_seconds
+                log.info("%s is being tagged by another worker; looking again in %.0fs", key, delay)
+                self.queue.add_after(key, job, delay)
                 return
         except StoreError as exc:
-            self._retry_or_fail(key, job, f"store: {exc}", claimed=False)
+            # The store is down (Redis restarting): nothing was tried on the registry, so this is no
+            # attempt. Counting it would record the tag as failed (and the pull as handled) after a few
+            # seconds of store outage; wait for the store instead, with backoff.
+            backoff = Backoff(self.options.retry_initial, self.options.retry_cap)
+            backoff.failures = job.store_failures
+            delay = backoff.next_delay()
+            log.warning("%s: store unavailable (%s); again in %.1fs", key, exc, delay)
+            self.queue.add_after(key, replace(job, store_failures=job.store_failures + 1), delay)
             return
         try:
             outcome, reason = self._tag(plan_)
@@ -558,6 +579,14 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def loggable(text: str) -> str:
+    """`text` with every non-printable character (CR, LF, other controls, separators) escaped as in
+    `repr`, so untrusted text stays on one log line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def field_path_of(pull: Pull) -> str:
     return f"spec.{pull.container_kind}{{{pull.container}}}"
 
@@ -691,14 +720,16 @@ class Confirmer:
 
     def _conclude(self, key: str, pull: Pull, decision: _Decision) -> None:
         self.metrics.pulls.labels(decision.outcome).inc()
+        # Everything here but the outcome comes from an Event anyone allowed to create events may post:
+        # escaped, so a CR/LF in an image name cannot start a forged log line.
         log.info(
             "pull %s/%s %s %s: %s (%s)",
-            pull.namespace,
-            pull.pod_name,
-            pull.container,
-            pull.image,
+            loggable(pull.namespace),
+            loggable(pull.pod_name),
+            loggable(pull.container),
+            loggable(pull.image),
             decision.outcome,
-            decision.reason,
+            loggable(decision.reason),
         )
         if decision.job is not None:
             # Marked seen by the tagger once the tag is done, not now: a crash re-handles the pull.

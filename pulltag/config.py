@@ -109,6 +109,8 @@ class ListenerSettings:
     watch_read_timeout_seconds: float = 90.0
     watch_backoff_max_seconds: float = 30.0
     lease_duration_seconds: float = 15.0
+    # A listener killed mid-tag leaves its claims behind: another one takes their keys over after this.
+    claim_ttl_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,7 @@ def _listener(raw: object) -> ListenerSettings:
         "watch_read_timeout_seconds",
         "watch_backoff_max_seconds",
         "lease_duration_seconds",
+        "claim_ttl_seconds",
     }
     _check_keys(section, allowed, "listener.")
     return ListenerSettings(
@@ -414,6 +417,9 @@ def _listener(raw: object) -> ListenerSettings:
         ),
         lease_duration_seconds=_number(
             section, "lease_duration_seconds", d.lease_duration_seconds, "listener.lease_duration_seconds"
+        ),
+        claim_ttl_seconds=_number(
+            section, "claim_ttl_seconds", d.claim_ttl_seconds, "listener.claim_ttl_seconds"
         ),
     )
 

@@ -39,6 +39,7 @@ CHAOS_LISTENER_CONFIG: dict[str, Any] = {
     "watch_read_timeout_seconds": 3,
     "watch_backoff_max_seconds": 2,
     "lease_duration_seconds": 3,
+    "claim_ttl_seconds": 8,
 }
 
 
@@ -124,11 +125,15 @@ class Rollout:
 
     def step(self) -> Pod:
         name = self.repositories[self._count % len(self.repositories)]
-        if name not in self.images or self._count % self.new_version_every == 0:
-            self.images[name] = self.world.push(self.repo(name), f"v{self._count}")
-        sidecar = self.images.setdefault("sidecar", self.world.push(self.repo("sidecar"), "1"))
+        uses = self._count // len(self.repositories)  # how many pods this repository had before
+        if name not in self.images or uses % self.new_version_every == 0:
+            self.images[name] = self.world.push(self.repo(name), f"v{uses}")
+        if "sidecar" not in self.images:
+            self.images["sidecar"] = self.world.push(self.repo("sidecar"), "1")
         self._count += 1
-        pod = create_pod(self.world, self.namespace, {"app": self.images[name], "sidecar": sidecar})
+        pod = create_pod(
+            self.world, self.namespace, {"app": self.images[name], "sidecar": self.images["sidecar"]}
+        )
         self.pods.append(pod)
         return pod
 
@@ -152,7 +157,7 @@ def every(period: float, action: Callable[[], object], name: str = "chaos") -> I
         while not stop.wait(period):
             try:
                 action()
-            except BaseException as exc:  # noqa: BLE001 - reported to the test
+            except BaseException as exc:
                 errors.append(exc)
                 return
 
@@ -204,9 +209,9 @@ def deployed_tags_by_digest(world: World, registry: str, repository: str) -> dic
         return {d: sorted(t) for d, t in by_digest.items() if t}
     for tag in world.registry.list_tags(repository):
         if tag.startswith(f"{PREFIX}_"):
-            digest = world.registry.tag_digest(repository, tag)
-            assert digest, f"{repository}:{tag} vanished"
-            by_digest[digest].append(tag)
+            tagged = world.registry.tag_digest(repository, tag)
+            assert tagged, f"{repository}:{tag} vanished"
+            by_digest[tagged].append(tag)
     return {d: sorted(t) for d, t in by_digest.items()}
 
 
@@ -249,7 +254,9 @@ def assert_exactly_tagged(
         wanted = {p.digest: p for p in expected.get((registry, repository), set())}
         for digest, tags in sorted(tagged.items()):
             if digest not in wanted:
-                problems.append(f"{registry}/{repository}@{digest}: tagged {tags} but no admitted pod pulled it")
+                problems.append(
+                    f"{registry}/{repository}@{digest}: tagged {tags} but no admitted pod pulled it"
+                )
             elif len(tags) != 1:
                 problems.append(f"{registry}/{repository}@{digest}: {len(tags)} tags for one key: {tags}")
             else:

@@ -22,6 +22,8 @@ def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
     with contextlib.ExitStack() as stack:
 
         def make(**options: Any) -> World:
-            return stack.enter_context(chaos_world(tmp_path / "world", tmp_path / "process-logs.txt", **options))
+            return stack.enter_context(
+                chaos_world(tmp_path / "world", tmp_path / "process-logs.txt", **options)
+            )
 
         yield make

@@ -43,6 +43,7 @@ HOP_BY_HOP = frozenset(
 class ProxyStats:
     forwarded: int = 0
     injected: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)  # by method: forwarded, not answered yet
     by_status: dict[int, int] = field(default_factory=dict)
 
 
@@ -53,6 +54,7 @@ class _Faults:
     retry_after: int | None = None
     path_contains: str | None = None
     delay: float = 0.0
+    delay_method: str | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -125,8 +127,17 @@ class _Handler(BaseHTTPRequestHandler):
             status, retry_after = injected
             self._answer_fault(method, status, retry_after)
             return
-        if proxy._faults.delay:
-            time.sleep(proxy._faults.delay)  # the fault itself: a slow registry
+        proxy._flight(method, +1)
+        try:
+            self._relay(method, body)
+        finally:
+            proxy._flight(method, -1)
+
+    def _relay(self, method: str, body: bytes) -> None:
+        proxy = self.server.proxy
+        faults = proxy._faults
+        if faults.delay and faults.delay_method in (None, method):
+            time.sleep(faults.delay)  # the fault itself: a slow registry
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         if body or method in ("PUT", "POST", "PATCH"):
             headers["Content-Length"] = str(len(body))
@@ -277,9 +288,17 @@ class FaultProxy:
             self._faults.retry_after = retry_after
             self._faults.path_contains = path_contains
 
-    def delay(self, seconds: float) -> None:
+    def delay(self, seconds: float, method: str | None = None) -> None:
+        """Forward requests (of `method`, if given) only after `seconds`."""
         with self._lock:
             self._faults.delay = seconds
+            self._faults.delay_method = method
+
+    def in_flight(self, method: str | None = None) -> int:
+        """Requests (of `method`) forwarded or waiting to be, not answered yet."""
+        with self._lock:
+            counts = self.stats.in_flight
+            return sum(counts.values()) if method is None else counts.get(method, 0)
 
     def clear(self) -> None:
         with self._lock:
@@ -296,6 +315,10 @@ class FaultProxy:
                 return None
             status = self._rand.choice(f.statuses)
             return status, (f.retry_after if status in (429, 503) else None)
+
+    def _flight(self, method: str, change: int) -> None:
+        with self._lock:
+            self.stats.in_flight[method] = self.stats.in_flight.get(method, 0) + change
 
     def _count(self, status: int, *, injected: bool) -> None:
         with self._lock:

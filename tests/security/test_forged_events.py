@@ -63,7 +63,9 @@ def _scene(world: World, *, admitted: bool = True, status: str = "own") -> Scene
         pod = Pod("shop", name, obj["metadata"]["uid"], {"app": image})
     host = world.registry.host
     if status == "own":
-        set_container_status(world, "shop", pod.name, [running_status("app", image, f"{host}/{repo}@{digest}")])
+        set_container_status(
+            world, "shop", pod.name, [running_status("app", image, f"{host}/{repo}@{digest}")]
+        )
     elif status == "other":
         set_container_status(
             world, "shop", pod.name, [running_status("app", image, f"{host}/{other_repo}@{other_digest}")]
@@ -147,7 +149,9 @@ def test_control_an_unforged_pull_of_the_same_scene_is_tagged(world: World) -> N
     assert world.metric("pulltag_pulls_total", outcome="confirmed") >= before + 1
 
 
-@pytest.mark.parametrize(("scene_options", "forge", "outcome"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("scene_options", "forge", "outcome"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_forged_pulled_event_is_counted_and_tags_nothing(
     world: World, scene_options: dict[str, Any], forge: Post, outcome: str
 ) -> None:
@@ -168,4 +172,6 @@ def test_forged_pulled_event_is_counted_and_tags_nothing(
     host = world.registry.host
     names = {f"{host}/{scene.repo}", f"{host}/{scene.other_repo}"}
     assert not [e for e in world.ledger() if e["image"] in images | names], "a ledger entry for a forgery"
-    assert not [e for e in world.events("ImageTagged", "shop") if e["involvedObject"]["name"] == scene.pod.name]
+    assert not [
+        e for e in world.events("ImageTagged", "shop") if e["involvedObject"]["name"] == scene.pod.name
+    ]

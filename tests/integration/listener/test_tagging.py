@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from listener.tagger import TaggerOptions
 from pulltag.config import TaggingSettings
-from tests.integration.listener.helpers import Env, wait_for
+from tests.harness.redis import RedisServer
+from tests.integration.listener.helpers import Env, fast_options, wait_for
 
 
 def test_one_pulled_event_makes_one_tag_on_the_pulled_digest(env: Env) -> None:
@@ -115,3 +119,37 @@ def test_scope_namespace_tags_once_per_namespace(env: Env) -> None:
     )
     tags = env.tags_on(repository, digest)
     assert [t.split("_")[1] for t in tags] == ["apps", "other"]
+
+
+def test_a_key_claimed_by_a_dead_worker_is_tagged_once_the_claim_expires(env: Env) -> None:
+    """Found by the chaos suite (listener SIGKILLed mid-tag): a claim left by a killed process made the
+    next listener mark the pull handled without tagging it."""
+    repository, digest, image = env.image()
+    store = env.open_store()
+    try:
+        # the dead worker's claim on the key (registry/repository@digest|, scope image)
+        assert store.claim(f"tag:{env.registry.host}/{repository}@{digest}|", 1.5)
+    finally:
+        store.close()
+    options = fast_options(tagger=TaggerOptions(retry_initial=0.05, retry_cap=0.3, claim_recheck_seconds=0.2))
+    env.start_listener(options=options)
+    pod = env.pod("orphan-1", image)
+    env.run(pod, digest)
+    env.pulled(pod)
+    wait_for(lambda: env.tags_on(repository, digest), timeout=30, what="the tag after the claim expired")
+    assert len(env.prefixed_tags(repository)) == 1
+
+
+def test_a_store_outage_longer_than_the_retry_budget_loses_no_tag(env: Env, own_redis: RedisServer) -> None:
+    """Found by the chaos suite (Redis killed during tagging): store failures before any registry call
+    used up the registry's max_attempts and the tag was recorded as failed, the pull as handled."""
+    repository, digest, image = env.image()
+    env.start_listener(env.settings(store_url=own_redis.url(0), max_attempts=2))
+    own_redis.kill()
+    pod = env.pod("outage-1", image)
+    env.run(pod, digest)
+    env.pulled(pod)
+    time.sleep(3)  # the store stays down well past two attempts' backoff: the pause is the scenario
+    own_redis.restart()
+    wait_for(lambda: env.tags_on(repository, digest), timeout=30, what="the tag after the store came back")
+    assert len(env.prefixed_tags(repository)) == 1

@@ -13,6 +13,9 @@ def test_watch_settings_reach_the_informer() -> None:
     options = options_from(settings)
     assert options.informer.read_timeout == 3.0
     assert options.informer.backoff_cap == 2.0
+    assert options.tagger.claim_ttl_seconds == 60.0
+    short = options_from(settings_from_dict({"listener": {"claim_ttl_seconds": 7}}, env={}))
+    assert short.tagger.claim_ttl_seconds == 7.0
 
 
 def test_lease_timing_keeps_client_go_proportions() -> None:

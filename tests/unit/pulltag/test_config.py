@@ -63,6 +63,7 @@ def test_empty_file_gives_every_documented_default() -> None:
     assert s.listener.watch_read_timeout_seconds == 90.0
     assert s.listener.watch_backoff_max_seconds == 30.0
     assert s.listener.lease_duration_seconds == 15.0
+    assert s.listener.claim_ttl_seconds == 60.0
 
 
 def test_the_design_example_loads(tmp_path: Path) -> None:
@@ -152,6 +153,7 @@ def test_docker_hub_aliases_are_one_registry() -> None:
         ({"listener": {"watch_read_timeout_seconds": 0}}, "listener.watch_read_timeout_seconds", "greater"),
         ({"listener": {"watch_backoff_max_seconds": "1"}}, "listener.watch_backoff_max_seconds", "number"),
         ({"listener": {"lease_duration_seconds": True}}, "listener.lease_duration_seconds", "number"),
+        ({"listener": {"claim_ttl_seconds": -5}}, "listener.claim_ttl_seconds", "greater"),
     ],
 )
 def test_bad_values_name_the_key(raw: Any, key: str, fragment: str) -> None:
@@ -223,7 +225,13 @@ def test_process_exits_2_with_one_line(tmp_path: Path) -> None:
 
 def test_listener_watch_and_lease_timing_can_be_set() -> None:
     s = settings_from_dict(
-        {"listener": {"watch_read_timeout_seconds": 3, "watch_backoff_max_seconds": 2.5, "lease_duration_seconds": 4}},
+        {
+            "listener": {
+                "watch_read_timeout_seconds": 3,
+                "watch_backoff_max_seconds": 2.5,
+                "lease_duration_seconds": 4,
+            }
+        },
         env={},
     )
     assert s.listener.watch_read_timeout_seconds == 3.0
