@@ -22,6 +22,7 @@ __all__ = [
     "MAX_TAG_LENGTH",
     "Skip",
     "TagPlan",
+    "fallback_tag",
     "namespace_selected",
     "opted_out",
     "plan",
@@ -154,6 +155,19 @@ def render_tag(
         node=node,
     )
     return sanitize_tag(rendered)
+
+
+def fallback_tag(tag: str, digest: str) -> str:
+    """The name to use when `tag` already sits on another digest of the repository: `tag` plus `_` and
+    the first 12 hex digits of `digest`, cut to fit 128 characters.
+
+    The default template names a tag by namespace and second, so two digests of one repository pulled in
+    the same second (two containers running `web:1` and `web:2`) render the same name. Tags are never
+    moved; the second digest gets this name instead. It depends only on the plan, so replicas agree.
+    """
+    hex_part = digest.partition(":")[2] or digest
+    suffix = "_" + _TAG_CHAR_RE.sub("-", hex_part[:12])
+    return tag[: MAX_TAG_LENGTH - len(suffix)] + suffix
 
 
 def sanitize_tag(text: str) -> str:

@@ -23,8 +23,9 @@ from typing import Any, Generic, Protocol, TypeVar
 from listener.confirm import Confirmed, Pending, Rejected, admission_from_annotation, confirm
 from listener.kube import Backoff, KubeClient, KubeError, Obj, pod_labels
 from listener.metrics import ListenerMetrics
-from listener.plan import Skip, TagPlan, plan
+from listener.plan import Skip, TagPlan, fallback_tag, plan
 from listener.pulls import Pull, seen_key
+from listener.registry.errors import TagConflict
 from pulltag.config import RegistrySettings, Settings
 from pulltag.store import AdmissionRecord, LedgerEntry, Outcome, Store, StoreError
 
@@ -385,7 +386,8 @@ class Tagger:
             self.queue.add_after(key, replace(job, store_failures=job.store_failures + 1), delay)
             return
         try:
-            outcome, reason = self._tag(plan_)
+            outcome, reason, tagged = self._tag(plan_)
+            job = replace(job, plan=tagged)
         except _Transient as exc:
             self._retry_or_fail(key, job, str(exc), claimed=True)
             return
@@ -393,23 +395,36 @@ class Tagger:
             outcome, reason = "failed", _describe(exc)
         self._finish(key, job, outcome, reason)
 
-    def _tag(self, plan_: TagPlan) -> tuple[Outcome, str]:
+    def _tag(self, plan_: TagPlan) -> tuple[Outcome, str, TagPlan]:
+        """The outcome, its reason, and the plan with the tag name actually used."""
         if plan_.skip_prefix is not None:
             existing = self._ledger_tag(plan_, plan_.skip_prefix)
             if existing:
-                return "skipped", f"already tagged {existing} (ledger)"
+                return "skipped", f"already tagged {existing} (ledger)", plan_
             tags = self._call(
                 plan_, "tags_on", lambda c: c.tags_on(plan_.repository, plan_.digest, plan_.skip_prefix or "")
             )
             if tags:
-                return "skipped", f"already tagged {sorted(tags)[0]}"
+                return "skipped", f"already tagged {sorted(tags)[0]}", plan_
         if self.dry_run:
-            return "dry-run", f"would tag {plan_.image_name}@{plan_.digest} as {plan_.tag}"
-        result = self._call(
+            return "dry-run", f"would tag {plan_.image_name}@{plan_.digest} as {plan_.tag}", plan_
+        note = ""
+        try:
+            result = self._create(plan_)
+        except TagConflict as exc:
+            # Another digest of this repository already has the name (pulled in the same second). Never
+            # move it: use the digest-suffixed name. A conflict on that one too is a real conflict.
+            note = f"{plan_.tag} is on {exc.existing}; "
+            plan_ = replace(plan_, tag=fallback_tag(plan_.tag, plan_.digest))
+            log.info("%s@%s: %susing %s", plan_.image_name, plan_.digest, note, plan_.tag)
+            result = self._create(plan_)
+        if getattr(result, "created", False):
+            return "created", note.rstrip("; "), plan_
+        return "exists", note + "tag already on the digest", plan_
+
+    def _create(self, plan_: TagPlan) -> Any:
+        return self._call(
             plan_, "create_tag", lambda c: c.create_tag(plan_.repository, plan_.digest, plan_.tag)
-        )
-        return (
-            ("created", "") if getattr(result, "created", False) else ("exists", "tag already on the digest")
         )
 
     def _ledger_tag(self, plan_: TagPlan, prefix: str) -> str | None:

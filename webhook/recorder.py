@@ -1,18 +1,23 @@
 """Writes admission records under a time budget, so a slow or dead store never delays a pod.
 
-Writes run in a small thread pool. The caller waits at most the budget; a write that overruns keeps
-running in the background (it may still land, which is harmless: records are keyed by pod uid). The
-number of writes in the pool (queued + running) is capped: when the store hangs, the pool would otherwise
-queue one write per admission for as long as the hang lasts, so past the cap writes are skipped at once.
+One writer thread per process does the writes, in batches: whatever records arrived while the previous
+write was running go to the store together (`Store.put_admissions`: one SQLite transaction, one Redis
+round trip). Under load this is group commit: the store's write lock is taken once per batch instead of
+once per pod, and request threads of one process never fight each other for SQLite's file lock (whose
+busy handler sleeps whole milliseconds).
+
+The caller waits at most the budget; a write that overruns still lands later, which is harmless: records
+are keyed by pod uid. The number of records waiting or being written is capped: while the store hangs,
+the queue would otherwise grow by one record per admission for as long as the hang lasts, so past the cap
+writes are skipped at once.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from pulltag.store.base import AdmissionRecord, Store, StoreError, StoreUnavailable
 
@@ -21,33 +26,83 @@ log = logging.getLogger(__name__)
 
 class WriteResult(enum.Enum):
     OK = "ok"
-    TIMEOUT = "timeout"  # still running after the budget
+    TIMEOUT = "timeout"  # still waiting or running after the budget
     UNAVAILABLE = "unavailable"  # StoreUnavailable
     ERROR = "error"  # StoreError or anything unexpected from the backend
-    BUSY = "busy"  # the pool is full of earlier writes: skipped without trying
+    BUSY = "busy"  # too many earlier writes pending: skipped without trying
+
+
+class _Pending:
+    """One record waiting for its batch; `done` is set once the batch's result is known."""
+
+    __slots__ = ("done", "reason", "record", "result")
+
+    def __init__(self, record: AdmissionRecord) -> None:
+        self.record = record
+        self.done = threading.Event()
+        self.result = WriteResult.OK
+        self.reason = ""
 
 
 class Recorder:
-    def __init__(self, store: Store, budget_seconds: float, threads: int = 4, max_pending: int = 32) -> None:
+    def __init__(
+        self, store: Store, budget_seconds: float, max_pending: int = 32, max_batch: int = 64
+    ) -> None:
         self._store = store
         self._budget = budget_seconds
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pulltag-store")
-        self._slots = threading.BoundedSemaphore(max_pending)
+        self._max_pending = max_pending
+        self._max_batch = max_batch
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._in_flight = 0  # records taken by the writer and not finished yet
+        self._cond = threading.Condition()
+        self._closed = False
+        self._writer: threading.Thread | None = None
+
+    def pending(self) -> int:
+        """Records queued or being written."""
+        with self._cond:
+            return len(self._queue) + self._in_flight
 
     def put_admission(self, record: AdmissionRecord) -> tuple[WriteResult, str]:
         """Write `record`, waiting at most the budget; returns the result and a reason for logs."""
-        if not self._slots.acquire(blocking=False):
-            return WriteResult.BUSY, "too many store writes pending"
-        try:
-            future = self._pool.submit(self._store.put_admission, record)
-        except RuntimeError as exc:  # the pool is shut down (process stopping)
-            self._slots.release()
-            return WriteResult.ERROR, str(exc)
-        future.add_done_callback(self._release)
-        try:
-            future.result(timeout=self._budget)
-        except FutureTimeout:
+        item = _Pending(record)
+        with self._cond:
+            if self._closed:
+                return WriteResult.ERROR, "the recorder is closed (process stopping)"
+            if len(self._queue) + self._in_flight >= self._max_pending:
+                return WriteResult.BUSY, "too many store writes pending"
+            self._queue.append(item)
+            self._ensure_writer()
+            self._cond.notify()
+        if not item.done.wait(self._budget):
             return WriteResult.TIMEOUT, f"no answer within {self._budget:g}s"
+        return item.result, item.reason
+
+    def _ensure_writer(self) -> None:
+        # Started lazily: the app may be created before gunicorn forks, and threads do not survive a fork.
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(target=self._run, name="pulltag-store-writer", daemon=True)
+            self._writer.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return  # closed and drained
+                batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+                self._in_flight = len(batch)
+            result, reason = self._write([p.record for p in batch])
+            with self._cond:
+                self._in_flight = 0
+            for item in batch:
+                item.result, item.reason = result, reason
+                item.done.set()
+
+    def _write(self, records: list[AdmissionRecord]) -> tuple[WriteResult, str]:
+        try:
+            self._store.put_admissions(records)
         except StoreUnavailable as exc:
             return WriteResult.UNAVAILABLE, str(exc)
         except StoreError as exc:
@@ -56,8 +111,8 @@ class Recorder:
             return WriteResult.ERROR, f"{type(exc).__name__}: {exc}"
         return WriteResult.OK, ""
 
-    def _release(self, _future: Future[None]) -> None:
-        self._slots.release()
-
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop taking writes; records already queued are still written by the writer thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,6 +80,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def put_admission(self, record: AdmissionRecord, ttl_seconds: float | None = None) -> None:
         """Write (or overwrite) the record for `record.uid`; it expires after the TTL (default: configured)"""
+
+    def put_admissions(self, records: Sequence[AdmissionRecord], ttl_seconds: float | None = None) -> None:
+        """Write several records at once (the webhook's group commit). Backends override this with one
+        transaction or one round trip; all records land or the call raises."""
+        for record in records:
+            self.put_admission(record, ttl_seconds)
 
     @abc.abstractmethod
     def get_admission(self, uid: str) -> AdmissionRecord | None: ...

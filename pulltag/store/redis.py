@@ -23,7 +23,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import redis
@@ -155,18 +155,25 @@ class RedisStore(Store):
 
     # --- admission records -----------------------------------------------------------------------------
     def put_admission(self, record: AdmissionRecord, ttl_seconds: float | None = None) -> None:
+        self.put_admissions([record], ttl_seconds)
+
+    def put_admissions(self, records: Sequence[AdmissionRecord], ttl_seconds: float | None = None) -> None:
         ttl_ms = _ms(self._admission_ttl if ttl_seconds is None else ttl_seconds)
+        if not records:
+            return
         now_ms = int(time.time() * 1000)
-        data = json.dumps(_record_to_dict(record))
-        uid = record.uid
         with self._errors():
+            # One MULTI/EXEC for the whole batch: one round trip, and all records land or none.
             pipe = self._client.pipeline(transaction=True)
-            pipe.set(f"{PREFIX}adm:rec:{uid}", data, px=ttl_ms)
-            pipe.set(f"{PREFIX}adm:name:{record.namespace}/{record.name}", uid, px=ttl_ms)
-            pipe.zadd(f"{PREFIX}adm:idx", {uid: record.admitted_at})
-            pipe.zadd(f"{PREFIX}adm:ns:{record.namespace}", {uid: record.admitted_at})
-            pipe.hset(f"{PREFIX}adm:nsof", uid, record.namespace)
-            pipe.zadd(f"{PREFIX}adm:exp", {uid: now_ms + ttl_ms})
+            for record in records:
+                uid = record.uid
+                data = json.dumps(_record_to_dict(record))
+                pipe.set(f"{PREFIX}adm:rec:{uid}", data, px=ttl_ms)
+                pipe.set(f"{PREFIX}adm:name:{record.namespace}/{record.name}", uid, px=ttl_ms)
+                pipe.zadd(f"{PREFIX}adm:idx", {uid: record.admitted_at})
+                pipe.zadd(f"{PREFIX}adm:ns:{record.namespace}", {uid: record.admitted_at})
+                pipe.hset(f"{PREFIX}adm:nsof", uid, record.namespace)
+                pipe.zadd(f"{PREFIX}adm:exp", {uid: now_ms + ttl_ms})
             pipe.execute()
             self._maybe_prune(now_ms)
 

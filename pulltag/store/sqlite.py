@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -245,18 +245,28 @@ class SQLiteStore(Store):
 
     # --- admission records ---------------------------------------------------------------------------
     def put_admission(self, record: AdmissionRecord, ttl_seconds: float | None = None) -> None:
+        self.put_admissions([record], ttl_seconds)
+
+    def put_admissions(self, records: Sequence[AdmissionRecord], ttl_seconds: float | None = None) -> None:
         ttl = self._ttl(ttl_seconds)
+        if not records:
+            return
         now = time.time()
-        data = json.dumps(_record_to_dict(record))
+        rows = [
+            (r.uid, r.namespace, r.name, r.admitted_at, now + ttl, json.dumps(_record_to_dict(r)))
+            for r in records
+        ]
         with self._write() as conn:
             # DELETE + INSERT rather than INSERT OR REPLACE spelled out: a rewrite gets a new, highest
             # rowid, which is how "newest" breaks ties in admitted_at.
-            conn.execute("DELETE FROM admissions WHERE uid = ?", (record.uid,))
-            conn.execute(
-                "INSERT INTO admissions (uid, namespace, name, admitted_at, expires_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (record.uid, record.namespace, record.name, record.admitted_at, now + ttl, data),
-            )
+            # Row by row, so a uid written twice in one batch ends as its last record.
+            for row in rows:
+                conn.execute("DELETE FROM admissions WHERE uid = ?", (row[0],))
+                conn.execute(
+                    "INSERT INTO admissions (uid, namespace, name, admitted_at, expires_at, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
             self._maybe_purge(conn, now)
 
     def get_admission(self, uid: str) -> AdmissionRecord | None:

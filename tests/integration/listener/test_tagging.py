@@ -6,10 +6,11 @@ import time
 
 import pytest
 
+from listener.plan import fallback_tag
 from listener.tagger import TaggerOptions
 from pulltag.config import TaggingSettings
 from tests.harness.redis import RedisServer
-from tests.integration.listener.helpers import Env, fast_options, wait_for
+from tests.integration.listener.helpers import Env, fast_options, now_rfc3339, wait_for
 
 
 def test_one_pulled_event_makes_one_tag_on_the_pulled_digest(env: Env) -> None:
@@ -153,3 +154,58 @@ def test_a_store_outage_longer_than_the_retry_budget_loses_no_tag(env: Env, own_
     own_redis.restart()
     wait_for(lambda: env.tags_on(repository, digest), timeout=30, what="the tag after the store came back")
     assert len(env.prefixed_tags(repository)) == 1
+
+
+def test_two_digests_of_one_repository_pulled_in_the_same_second_both_get_a_tag(env: Env) -> None:
+    # The default template names a tag by namespace and second: both pulls render the same name. The
+    # first digest gets it; the second must get a digest-suffixed name, and the first tag never moves.
+    repository, first_digest, first_image = env.image("v1")
+    second_digest = env.registry.seed_image(repository, "v2")
+    second_image = f"{env.registry.host}/{repository}:v2"
+    running = env.start_listener()
+    stamp = now_rfc3339()
+    first = env.pod("same-second-1", first_image)
+    env.run(first, first_digest)
+    env.pulled(first, when=stamp)
+    wait_for(lambda: env.tags_on(repository, first_digest), what="the first digest's tag")
+    second = env.pod("same-second-2", second_image)
+    env.run(second, second_digest)
+    env.pulled(second, when=stamp)
+    wait_for(lambda: env.tags_on(repository, second_digest), what="the second digest's tag")
+    [first_tag] = env.tags_on(repository, first_digest)
+    [second_tag] = env.tags_on(repository, second_digest)
+    assert second_tag == f"{first_tag}_{second_digest.removeprefix('sha256:')[:12]}"
+    assert env.registry.tag_digest(repository, first_tag) == first_digest
+    assert running.tags("created", env.registry.host) == 2
+    assert running.tags("failed", env.registry.host) == 0
+    [entry] = env.ledger(digest=second_digest)
+    assert (entry.outcome, entry.tag) == ("created", second_tag)
+    assert first_tag in entry.reason
+    wait_for(lambda: len(env.pod_events("ImageTagged")) == 2, what="two ImageTagged events")
+    messages = {e["message"] for e in env.pod_events("ImageTagged")}
+    assert f"Tagged {env.registry.host}/{repository}@{second_digest} as {second_tag}" in messages
+
+
+def test_a_conflict_on_the_suffixed_name_too_is_a_failure_that_moves_nothing(env: Env) -> None:
+    repository, first_digest, first_image = env.image("v1")
+    second_digest = env.registry.seed_image(repository, "v2")
+    third_digest = env.registry.seed_image(repository, "v3")
+    running = env.start_listener()
+    stamp = now_rfc3339()
+    first = env.pod("conflict-1", first_image)
+    env.run(first, first_digest)
+    env.pulled(first, when=stamp)
+    wait_for(lambda: env.tags_on(repository, first_digest), what="the first digest's tag")
+    [first_tag] = env.tags_on(repository, first_digest)
+    suffixed = fallback_tag(first_tag, second_digest)
+    env.registry.set_tag(repository, suffixed, third_digest)  # someone else holds the suffixed name
+    second = env.pod("conflict-2", f"{env.registry.host}/{repository}:v2")
+    env.run(second, second_digest)
+    env.pulled(second, when=stamp)
+    wait_for(lambda: env.pod_events("ImageTagFailed"), what="the ImageTagFailed event")
+    assert env.tags_on(repository, second_digest) == []
+    assert env.registry.tag_digest(repository, first_tag) == first_digest
+    assert env.registry.tag_digest(repository, suffixed) == third_digest
+    assert running.tags("failed", env.registry.host) == 1
+    [entry] = env.ledger(digest=second_digest)
+    assert entry.outcome == "failed" and suffixed in entry.reason

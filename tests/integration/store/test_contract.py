@@ -94,6 +94,27 @@ def test_put_overwrites_same_uid(store: Store) -> None:
     assert len(store.list_admissions()) == 1
 
 
+def test_put_admissions_writes_a_batch(store: Store) -> None:
+    batch = [record(uid=f"u{i}", name=f"web-{i}", admitted_at=float(i)) for i in range(50)]
+    store.put_admissions(batch)
+    assert [store.get_admission(r.uid) for r in batch] == batch
+    assert store.find_admission("prod", "web-7") == batch[7]
+    assert [r.uid for r in store.list_admissions(limit=3)] == ["u49", "u48", "u47"]
+
+
+def test_put_admissions_same_uid_twice_keeps_the_last(store: Store) -> None:
+    first = record(images={"containers": {"app": "a:1"}})
+    second = record(images={"containers": {"app": "a:2"}, "ephemeralContainers": {"debug": "busybox"}})
+    store.put_admissions([first, second])
+    assert store.get_admission("uid-1") == second
+    assert len(store.list_admissions()) == 1
+
+
+def test_put_admissions_of_nothing_is_harmless(store: Store) -> None:
+    store.put_admissions([])
+    assert store.list_admissions() == []
+
+
 def test_find_returns_newest_of_same_pod_name(store: Store) -> None:
     old = record(uid="old", admitted_at=100.0)
     new = record(uid="new", admitted_at=200.0)

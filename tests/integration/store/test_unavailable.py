@@ -32,6 +32,7 @@ ENTRY = LedgerEntry(
 CALLS: dict[str, Callable[[Store], object]] = {
     "ping": lambda s: s.ping(),
     "put_admission": lambda s: s.put_admission(REC),
+    "put_admissions": lambda s: s.put_admissions([REC, REC]),
     "get_admission": lambda s: s.get_admission("u"),
     "find_admission": lambda s: s.find_admission("ns", "p"),
     "list_admissions": lambda s: s.list_admissions(),
@@ -76,7 +77,9 @@ def test_redis_refused_port(method: str) -> None:
     store.close()
 
 
-@pytest.mark.parametrize("method", ["ping", "claim", "put_admission", "append_ledger", "list_admissions"])
+@pytest.mark.parametrize(
+    "method", ["ping", "claim", "put_admission", "put_admissions", "append_ledger", "list_admissions"]
+)
 def test_redis_blackhole_times_out(blackhole: int, method: str) -> None:
     store = open_store(f"redis://user:{PASSWORD}@127.0.0.1:{blackhole}/3", timeout_seconds=TIMEOUT)
     assert_unavailable(store, CALLS[method], f"redis://user:***@127.0.0.1:{blackhole}/3")
@@ -161,7 +164,9 @@ def test_sqlite_unable_to_open_path_is_a_directory(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path}/dir.db", timeout_seconds=TIMEOUT)
 
 
-@pytest.mark.parametrize("method", ["put_admission", "claim", "release", "mark_seen", "append_ledger"])
+@pytest.mark.parametrize(
+    "method", ["put_admission", "put_admissions", "claim", "release", "mark_seen", "append_ledger"]
+)
 def test_sqlite_locked_beyond_busy_timeout(tmp_path: Path, method: str) -> None:
     url = f"sqlite:///{tmp_path}/pulltag.db"
     store = open_store(url, timeout_seconds=TIMEOUT)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from listener.confirm import Confirmed
-from listener.plan import Skip, TagPlan, namespace_selected, plan, render_tag, sanitize_tag
+from listener.plan import Skip, TagPlan, fallback_tag, namespace_selected, plan, render_tag, sanitize_tag
 from pulltag.config import NamespaceSettings, RegistrySettings, Settings, TaggingSettings
 from pulltag.images import is_valid_tag, parse_reference
 
@@ -267,3 +267,21 @@ def test_plan_does_not_depend_on_other_pull_fields() -> None:
     base = _plan()
     other = _plan(_confirmed(already_present=True, pull_seconds=None, event_count=9))
     assert replace(other, dedup_key=base.dedup_key) == base
+
+
+@pytest.mark.parametrize(
+    ("tag", "digest", "expected"),
+    [
+        (
+            "deployed_prod_20261126-101502",
+            "sha256:" + "ab" * 32,
+            "deployed_prod_20261126-101502_abababababab",
+        ),
+        ("t", "sha512:" + "0123456789" * 13, "t_012345678901"),
+        ("x" * 128, "sha256:" + "cd" * 32, "x" * 115 + "_cdcdcdcdcdcd"),
+        ("x" * 120, "sha256:" + "ef" * 32, "x" * 115 + "_efefefefefef"),
+    ],
+)
+def test_fallback_tag_appends_the_digest_and_fits_128(tag: str, digest: str, expected: str) -> None:
+    assert fallback_tag(tag, digest) == expected
+    assert is_valid_tag(expected) and len(expected) <= 128

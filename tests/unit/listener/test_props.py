@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from listener import pulls
 from listener.confirm import Confirmed, admission_from_annotation, confirm
 from listener.informer import _decode_line
-from listener.plan import Skip, TagPlan, plan
+from listener.plan import Skip, TagPlan, fallback_tag, plan
 from listener.pulls import NotAPull, Pull, parse_go_duration, parse_pull, parse_timestamp
 from pulltag.config import RegistrySettings, Settings, TaggingSettings
 from pulltag.images import is_valid_tag, parse_reference
@@ -541,3 +541,19 @@ def test_the_common_shape_takes_the_fast_path(message: str) -> None:
     fast = pulls._parse_common(event)
     assert fast is not None
     assert fast == pulls._parse_any(event) == assert_same_answer(event)
+
+
+@given(
+    tag=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", fullmatch=True),
+    digest_hex=st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    other_hex=st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+)
+def test_fallback_tag_is_a_valid_tag_that_differs_per_digest(
+    tag: str, digest_hex: str, other_hex: str
+) -> None:
+    name = fallback_tag(tag, f"sha256:{digest_hex}")
+    assert is_valid_tag(name) and len(name) <= 128
+    assert name != tag and name.startswith(tag[:115])
+    assert name == fallback_tag(tag, f"sha256:{digest_hex}")  # replicas agree
+    if digest_hex[:12] != other_hex[:12]:
+        assert name != fallback_tag(tag, f"sha256:{other_hex}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pulltag.store.base import AdmissionRecord, LedgerEntry, Store
 
@@ -17,6 +17,12 @@ class ScriptedStore(Store):
         self.gate: threading.Event | None = None  # when set, writes block until the event is set
         self.entered = threading.Semaphore(0)  # released once per write that started
         self.lock = threading.Lock()
+        self.batches: list[int] = []  # the size of every put_admissions call, in order
+
+    def put_admissions(self, records: Sequence[AdmissionRecord], ttl_seconds: float | None = None) -> None:
+        with self.lock:
+            self.batches.append(len(records))
+        super().put_admissions(records, ttl_seconds)
 
     def put_admission(self, record: AdmissionRecord, ttl_seconds: float | None = None) -> None:
         self.entered.release()

@@ -7,7 +7,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,12 +15,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from pulltag.config import RegistrySettings, Settings, WebhookSettings
-from pulltag.store.base import StoreError, StoreUnavailable
+from pulltag.store.base import AdmissionRecord, StoreError, StoreUnavailable
 from tests.harness.webhook import pod_review
 from tests.unit.webhook.reviews import ephemeral_review
 from tests.unit.webhook.stores import ScriptedStore
 from webhook.app import create_app, read_body
 from webhook.metrics import Metrics
+from webhook.recorder import Recorder, WriteResult
 
 SETTINGS = Settings(
     registries=(RegistrySettings(host="harbor.example.com"),),
@@ -159,12 +160,55 @@ def test_while_the_store_hangs_the_pool_stays_bounded(app: Flask, store: Scripte
     for i in range(40):
         status, body = post(client, "/validate", pod_review(pod_uid=f"u{i}"))
         assert status == 200 and body["response"]["allowed"] is True
-    # 32 writes were accepted (4 running, 28 queued); the other 8 were skipped at once
+    # 32 writes were accepted (1 being written, 31 queued); the other 8 were skipped at once
     assert metric(client, "pulltag_admission_requests_total", outcome="store_busy") == 8
     assert metric(client, "pulltag_admission_requests_total", outcome="store_timeout") == 32
     assert metric(client, "pulltag_store_errors_total", operation="put_admission") == 40
-    assert recorder._pool._work_queue.qsize() <= 28
+    assert recorder.pending() == 32
     store.gate.set()
+    # the queued writes still land, in batches, and the queue drains
+    wait_until(lambda: recorder.pending() == 0 and len(store.records) == 32, "the queued writes to land")
+    assert store.batches[0] == 1 and sum(store.batches) == 32 and len(store.batches) < 32
+
+
+def test_writes_arriving_during_a_write_go_in_one_batch(store: ScriptedStore) -> None:
+    recorder = Recorder(store, budget_seconds=10)
+    store.gate = threading.Event()
+    results: list[WriteResult] = []
+
+    def admit(uid: str) -> None:
+        result, _reason = recorder.put_admission(AdmissionRecord(uid=uid, namespace="ns", name=uid))
+        results.append(result)
+
+    first = threading.Thread(target=admit, args=("first",))
+    first.start()
+    assert store.entered.acquire(timeout=5)  # the writer is inside the store with the first record
+    others = [threading.Thread(target=admit, args=(f"u{i}",)) for i in range(10)]
+    for t in others:
+        t.start()
+    wait_until(lambda: recorder.pending() == 11, "ten records queued behind the first")
+    store.gate.set()
+    for t in [first, *others]:
+        t.join(timeout=10)
+    assert results == [WriteResult.OK] * 11
+    assert store.batches == [1, 10]
+    assert set(store.records) == {"first", *(f"u{i}" for i in range(10))}
+    recorder.close()
+
+
+def test_a_closed_recorder_refuses_at_once(store: ScriptedStore) -> None:
+    recorder = Recorder(store, budget_seconds=10)
+    recorder.close()
+    result, reason = recorder.put_admission(AdmissionRecord(uid="u", namespace="ns", name="p"))
+    assert result is WriteResult.ERROR and "closed" in reason
+    assert store.records == {}
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)  # polling a condition with a deadline
 
 
 # --- bad input ----------------------------------------------------------------------------------
