@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from tests.harness.webhook import WebhookServer
-from tests.unit.webhook.fuzz import bodies
+from tests.unit.webhook.fuzz import bodies, fuzz_settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,16 +37,7 @@ def test_fuzzed_bodies_over_tls_never_give_a_5xx(webhook: WebhookServer) -> None
     session = webhook.session()
     statuses: dict[int, int] = {}
 
-    @settings(
-        max_examples=150,
-        deadline=None,
-        database=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.large_base_example,
-        ],
-    )
+    @fuzz_settings(150)
     @given(body=bodies)
     def check(body: bytes) -> None:
         path = "/validate" if len(body) % 2 else "/mutate"

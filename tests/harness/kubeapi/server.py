@@ -101,7 +101,9 @@ class _Request:
 def _warning_header(text: str) -> str:
     # RFC 7234 warn-text as net/http and client-go write it: 299 - "escaped text"
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return f'299 - "{escaped}"'
+    # kube-apiserver writes the header as UTF-8 bytes; http.server encodes header strings as Latin-1,
+    # so hand it the UTF-8 bytes spelled as Latin-1 characters (a client reads them back the same way).
+    return f'299 - "{escaped}"'.encode("utf-8", "backslashreplace").decode("latin-1")
 
 
 class _Handler(BaseHTTPRequestHandler):

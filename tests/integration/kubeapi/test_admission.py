@@ -89,7 +89,10 @@ class Decider:
                     }
                 ]
             ),
-            "/validate": lambda req: {"allowed": True, "warnings": ['registry "x" is not "configured"']},
+            "/validate": lambda req: {
+                "allowed": True,
+                "warnings": ['registry "x" is not "configured"', "image ré…/x will not be tagged"],
+            },
         }
 
     def __call__(self, path: str, req: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +153,12 @@ def test_mutation_then_name_then_validation(
 def test_warnings_are_headers(admitted: FakeKubeAPI):
     r = Raw(admitted)("POST", "/api/v1/namespaces/default/pods", pod("a"))
     assert r.status_code == 201
-    assert r.raw.headers.getlist("Warning") == ['299 - "registry \\"x\\" is not \\"configured\\""']
+    # header bytes are UTF-8, as kube-apiserver writes them; http.client reads them as Latin-1
+    got = [w.encode("latin-1").decode() for w in r.raw.headers.getlist("Warning")]
+    assert got == [
+        '299 - "registry \\"x\\" is not \\"configured\\""',
+        '299 - "image ré…/x will not be tagged"',
+    ]
 
 
 def test_reinvocation_if_needed(

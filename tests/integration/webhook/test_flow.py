@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from pulltag.store import Store
 from tests.harness.webhook import DIGEST, SERVICE_HOST, WebhookServer, client_context, pod_review
 from tests.integration.webhook.conftest import StartServer
-from tests.unit.webhook.fuzz import bodies
+from tests.unit.webhook.fuzz import bodies, fuzz_settings
 from tests.unit.webhook.reviews import ephemeral_review
 from webhook.patch import apply_patch
 
@@ -250,16 +250,7 @@ def test_generated_bodies_over_real_tls_never_give_a_5xx(start_server: StartServ
     server = start_server(workers=2)
     session = server.session()
 
-    @settings(
-        max_examples=300,
-        deadline=None,
-        database=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.large_base_example,
-        ],
-    )
+    @fuzz_settings(300)
     @given(body=bodies)
     def check(body: bytes) -> None:
         try:

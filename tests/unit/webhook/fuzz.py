@@ -7,6 +7,7 @@ import copy
 import json
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.harness.webhook import DIGEST, pod_review
@@ -116,3 +117,18 @@ bodies = st.one_of(
     huge_strings().map(encode),
     _base_reviews.map(encode),
 )
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    """Hypothesis settings for feeding `bodies` to a webhook: no deadline (a server answers at its own
+    pace), no example database, and big generated bodies are the point, not a health problem."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from pulltag.config import RegistrySettings, Settings
-from tests.unit.webhook.fuzz import bodies
+from tests.unit.webhook.fuzz import bodies, fuzz_settings
 from tests.unit.webhook.stores import ScriptedStore
 from webhook.app import create_app
 from webhook.metrics import Metrics
@@ -47,16 +47,7 @@ def test_ten_thousand_bodies_never_give_a_5xx(app: Flask) -> None:
     seen: dict[int, int] = {}
     try:
 
-        @settings(
-            max_examples=10_000,
-            deadline=None,
-            database=None,
-            suppress_health_check=[
-                HealthCheck.too_slow,
-                HealthCheck.data_too_large,
-                HealthCheck.large_base_example,
-            ],
-        )
+        @fuzz_settings(10_000)
         @given(body=bodies)
         def check(body: bytes) -> None:
             path = "/validate" if len(body) % 2 else "/mutate"
