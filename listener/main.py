@@ -86,6 +86,9 @@ class _Run:
         self.reconciler = Reconciler(
             owner.settings, owner.store, owner.kube, self.tagger, dry_run=owner.dry_run
         )
+        if o.reconcile:
+            retry = owner.settings.listener.failed_retry_seconds
+            self.tagger.on_gave_up = lambda: self.reconciler.request_pass(retry)
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)

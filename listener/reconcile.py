@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,9 @@ class Reconciler:
         self.passes = 0
         self.last_queued = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._due: float | None = None  # monotonic time of an early pass that was asked for
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -57,8 +61,18 @@ class Reconciler:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def request_pass(self, delay: float) -> None:
+        """Ask for a pass within `delay` seconds (earlier requests and the regular schedule still hold)."""
+        with self._lock:
+            due = time.monotonic() + delay
+            if self._due is None or due < self._due:
+                self._due = due
+                log.info("catch-up pass asked for in %.0fs", delay)
+        self._wake.set()
 
     def _loop(self) -> None:
         interval = self.settings.listener.reconcile_interval_seconds
@@ -68,11 +82,25 @@ class Reconciler:
             except (KubeError, StoreError) as exc:
                 # Next pass will do; a short retry when the very first pass failed.
                 log.warning("catch-up pass failed: %s", exc)
-                if self._stop.wait(min(interval, 30.0)):
+                if not self._sleep(min(interval, 30.0)):
                     return
                 continue
-            if self._stop.wait(interval):
+            if not self._sleep(interval):
                 return
+
+    def _sleep(self, interval: float) -> bool:
+        """Wait for the next pass: `interval` from now or an earlier requested one. False when stopping."""
+        deadline = time.monotonic() + interval
+        while not self._stop.is_set():
+            with self._lock:
+                due = deadline if self._due is None else min(deadline, self._due)
+                if time.monotonic() >= due:
+                    self._due = None
+                    return True
+            # A request_pass() after this point sets _wake, so this wait returns and due is read again.
+            self._wake.wait(max(0.0, due - time.monotonic()))
+            self._wake.clear()
+        return False
 
     def run_once(self) -> int:
         """One pass over all pods; returns how many tag jobs it queued."""

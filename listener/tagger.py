@@ -345,6 +345,9 @@ class Tagger:
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Called when a tag is given up after max_attempts transient failures (the catch-up pass hooks
+        # in here to try it again later, so a long registry outage does not wait for the next pass).
+        self.on_gave_up: Callable[[], None] | None = None
 
     def start(self) -> None:
         self.pool.start()
@@ -481,6 +484,8 @@ class Tagger:
             self.queue.add_after(key, replace(job, attempt=attempt), delay)
             return
         self._finish(key, job, "failed", f"{reason} (after {attempt} attempts)", claimed=False)
+        if self.on_gave_up is not None and not self._stop.is_set():
+            self.on_gave_up()
 
     def _finish(self, key: str, job: TagJob, outcome: Outcome, reason: str, *, claimed: bool = True) -> None:
         plan_ = job.plan

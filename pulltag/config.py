@@ -111,6 +111,9 @@ class ListenerSettings:
     lease_duration_seconds: float = 15.0
     # A listener killed mid-tag leaves its claims behind: another one takes their keys over after this.
     claim_ttl_seconds: float = 60.0
+    # A tag that still failed after max_attempts (registry down for longer than the retries) is tried
+    # again by a catch-up pass this long after; until then it is `failed` in the ledger and the metrics.
+    failed_retry_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -385,6 +388,7 @@ def _listener(raw: object) -> ListenerSettings:
         "watch_backoff_max_seconds",
         "lease_duration_seconds",
         "claim_ttl_seconds",
+        "failed_retry_seconds",
     }
     _check_keys(section, allowed, "listener.")
     return ListenerSettings(
@@ -420,6 +424,9 @@ def _listener(raw: object) -> ListenerSettings:
         ),
         claim_ttl_seconds=_number(
             section, "claim_ttl_seconds", d.claim_ttl_seconds, "listener.claim_ttl_seconds"
+        ),
+        failed_retry_seconds=_number(
+            section, "failed_retry_seconds", d.failed_retry_seconds, "listener.failed_retry_seconds"
         ),
     )
 

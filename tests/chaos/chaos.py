@@ -40,6 +40,7 @@ CHAOS_LISTENER_CONFIG: dict[str, Any] = {
     "watch_backoff_max_seconds": 2,
     "lease_duration_seconds": 3,
     "claim_ttl_seconds": 8,
+    "failed_retry_seconds": 5,
 }
 
 

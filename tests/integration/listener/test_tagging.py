@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from listener.plan import fallback_tag
 from listener.tagger import TaggerOptions
 from pulltag.config import TaggingSettings
+from tests.harness.faultproxy import FaultProxy
 from tests.harness.redis import RedisServer
 from tests.integration.listener.helpers import Env, fast_options, now_rfc3339, wait_for
 
@@ -209,3 +211,30 @@ def test_a_conflict_on_the_suffixed_name_too_is_a_failure_that_moves_nothing(env
     assert running.tags("failed", env.registry.host) == 1
     [entry] = env.ledger(digest=second_digest)
     assert entry.outcome == "failed" and suffixed in entry.reason
+
+
+def test_a_registry_outage_longer_than_the_retries_is_tagged_by_an_early_catch_up(env: Env) -> None:
+    # max_attempts transient failures record `failed`; the catch-up pass asked for by the tagger then
+    # tags the digest once the registry is back, long before the regular reconcile interval (1 h here).
+    repository, digest, _image = env.image()
+    proxy = FaultProxy(env.registry.host).start()
+    try:
+        settings = replace(
+            env.settings(max_attempts=2, failed_retry_seconds=0.5, reconcile_interval_seconds=3600),
+            registries=(env.registry.settings(None, host=proxy.host),),
+        )
+        running = env.start_listener(settings, options=fast_options(reconcile=True))
+        proxy.go_down()
+        pod = env.pod("registry-down-1", f"{proxy.host}/{repository}:v1")
+        env.run(pod, digest)
+        env.pulled(pod)
+        wait_for(lambda: running.tags("failed", proxy.host) >= 1, what="the tag to be given up")
+        assert [e.outcome for e in env.ledger(digest=digest)][-1] == "failed"
+        assert env.tags_on(repository, digest) == []
+        proxy.come_up()
+        wait_for(lambda: env.tags_on(repository, digest), what="the tag after the registry came back")
+        wait_for(lambda: running.tags("created", proxy.host) == 1, what="the created outcome")
+        assert len(env.prefixed_tags(repository)) == 1
+        assert next(e.outcome for e in env.ledger(digest=digest)) == "created"  # newest first
+    finally:
+        proxy.stop()

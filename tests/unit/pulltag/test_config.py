@@ -64,6 +64,7 @@ def test_empty_file_gives_every_documented_default() -> None:
     assert s.listener.watch_backoff_max_seconds == 30.0
     assert s.listener.lease_duration_seconds == 15.0
     assert s.listener.claim_ttl_seconds == 60.0
+    assert s.listener.failed_retry_seconds == 300.0
 
 
 def test_the_design_example_loads(tmp_path: Path) -> None:
@@ -154,6 +155,7 @@ def test_docker_hub_aliases_are_one_registry() -> None:
         ({"listener": {"watch_backoff_max_seconds": "1"}}, "listener.watch_backoff_max_seconds", "number"),
         ({"listener": {"lease_duration_seconds": True}}, "listener.lease_duration_seconds", "number"),
         ({"listener": {"claim_ttl_seconds": -5}}, "listener.claim_ttl_seconds", "greater"),
+        ({"listener": {"failed_retry_seconds": 0}}, "listener.failed_retry_seconds", "greater"),
     ],
 )
 def test_bad_values_name_the_key(raw: Any, key: str, fragment: str) -> None:
@@ -230,10 +232,12 @@ def test_listener_watch_and_lease_timing_can_be_set() -> None:
                 "watch_read_timeout_seconds": 3,
                 "watch_backoff_max_seconds": 2.5,
                 "lease_duration_seconds": 4,
+                "failed_retry_seconds": 30,
             }
         },
         env={},
     )
+    assert s.listener.failed_retry_seconds == 30.0
     assert s.listener.watch_read_timeout_seconds == 3.0
     assert s.listener.watch_backoff_max_seconds == 2.5
     assert s.listener.lease_duration_seconds == 4.0
