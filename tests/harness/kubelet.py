@@ -62,6 +62,7 @@ import requests
 
 from pulltag.images import InvalidReference, parse_reference
 from tests.harness.kubeapi import FakeKubeAPI
+from tests.harness.kubeapi.store import TooOld
 
 __all__ = [
     "CONTAINER_KINDS",
@@ -1556,7 +1557,10 @@ class Kubelet:
                         if wanted:
                             self._enqueue(p)
                 if not self._scheduler.http:
-                    rv = self._watch_in_process(rv)
+                    try:
+                        rv = self._watch_in_process(rv)
+                    except TooOld:
+                        rv = ""  # compacted past our position (410 Gone over HTTP): relist
                     continue
                 for etype, obj in self._scheduler.watch_pods(rv, self._stop):
                     if etype == "ERROR":

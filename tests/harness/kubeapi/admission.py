@@ -6,7 +6,9 @@ registry generates name and uid, then validating webhooks. UPDATE of the main re
 ``pods/ephemeralcontainers`` is admitted too (``subResource`` set in the review, rules matched on
 ``resource/subresource`` as kube-apiserver's rules.Matcher does); ``pods/status`` is not. Services are
 resolved through routes the test configures; TLS is verified against the webhook's caBundle with the
-service DNS name as SNI.
+service DNS name as SNI. Like kube-apiserver's webhook client, connections are kept alive and reused
+(one TLS handshake per connection, not per call); a reused connection the webhook has meanwhile closed
+is retried once on a fresh one.
 """
 
 from __future__ import annotations
@@ -59,9 +61,58 @@ class _RoutedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
 
 
+# Errors of a kept-alive connection that the server closed while it sat idle: safe to retry once on a
+# fresh connection (the request never reached a handler). Timeouts are not among them.
+_STALE = (
+    http.client.RemoteDisconnected,
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
+
+_PoolKey = tuple[str, int, tuple[str, int], str]  # (host, port, dialled address, caBundle)
+
+
+class _ConnectionPool:
+    """Idle keep-alive connections per webhook endpoint, and one SSL context per caBundle."""
+
+    def __init__(self, max_idle: int = 8) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[_PoolKey, list[_RoutedHTTPSConnection]] = {}
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._max_idle = max_idle
+
+    def context(self, ca_bundle: str) -> ssl.SSLContext:
+        with self._lock:
+            ctx = self._contexts.get(ca_bundle)
+            if ctx is None:
+                if ca_bundle:
+                    ctx = ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode())
+                else:
+                    ctx = ssl.create_default_context()
+                self._contexts[ca_bundle] = ctx
+            return ctx
+
+    def take(self, key: _PoolKey) -> _RoutedHTTPSConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give_back(self, key: _PoolKey, conn: _RoutedHTTPSConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self._max_idle:
+                idle.append(conn)
+                return
+        conn.close()
+
+
 class AdmissionChain:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._pool = _ConnectionPool()
         self.mutating: dict[str, Obj] = {}  # configuration name -> MutatingWebhookConfiguration
         self.validating: dict[str, Obj] = {}
         # (namespace, service name, service port or None = any port) -> (host, port)
@@ -176,9 +227,7 @@ class AdmissionChain:
         """POST the review; raises ``RuntimeError`` with the text kube-apiserver would report."""
         cc = wh.get("clientConfig") or {}
         timeout = float(wh.get("timeoutSeconds") or 10)
-        ctx = ssl.create_default_context()
-        if cc.get("caBundle"):
-            ctx = ssl.create_default_context(cadata=base64.b64decode(cc["caBundle"]).decode())
+        ca_bundle = str(cc.get("caBundle") or "")
         if cc.get("service"):
             svc = cc["service"]
             ns, name, port = svc.get("namespace", ""), svc.get("name", ""), int(svc.get("port") or 443)
@@ -201,25 +250,29 @@ class AdmissionChain:
             raise RuntimeError("webhook has neither clientConfig.service nor clientConfig.url")
         sep = "&" if "?" in path else "?"
         full = f"{url}{sep}timeout={int(timeout)}s"
-        conn = _RoutedHTTPSConnection(host, port, dial, ctx, timeout)
+        key: _PoolKey = (host, port, dial, ca_bundle)
+        body = json.dumps(review).encode()
+        target = f"{path}{sep}timeout={int(timeout)}s"
+        conn = self._pool.take(key)
         try:
-            body = json.dumps(review).encode()
-            conn.request(
-                "POST",
-                f"{path}{sep}timeout={int(timeout)}s",
-                body=body,
-                headers={"Content-Type": "application/json", "Accept": "application/json, */*"},
-            )
-            resp = conn.getresponse()
-            data = resp.read()
+            if conn is not None:
+                try:
+                    status, data = _exchange(conn, target, body, timeout)
+                except _STALE:
+                    conn.close()
+                    conn = None
+            if conn is None:
+                conn = _RoutedHTTPSConnection(host, port, dial, self._pool.context(ca_bundle), timeout)
+                status, data = _exchange(conn, target, body, timeout)
         except (OSError, http.client.HTTPException) as e:
+            if conn is not None:
+                conn.close()
             if isinstance(e, TimeoutError | socket.timeout):
                 raise RuntimeError(f'Post "{full}": context deadline exceeded') from e
             raise RuntimeError(f'Post "{full}": {e}') from e
-        finally:
-            conn.close()
-        if resp.status != 200:
-            raise RuntimeError(f"received invalid webhook response status code {resp.status}")
+        self._pool.give_back(key, conn)
+        if status != 200:
+            raise RuntimeError(f"received invalid webhook response status code {status}")
         try:
             answer = json.loads(data)
             response = answer["response"]
@@ -283,6 +336,24 @@ class AdmissionChain:
         for wh in self._webhooks(mutating=False):
             if self._applies(wh, req):
                 self._call(wh, req, req.obj, warnings, mutating=False)
+
+
+def _exchange(conn: _RoutedHTTPSConnection, target: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+    """One POST on `conn` (connecting it if needed); the status and the whole body."""
+    conn.timeout = timeout
+    if conn.sock is not None:
+        conn.sock.settimeout(timeout)
+    conn.request(
+        "POST",
+        target,
+        body=body,
+        headers={"Content-Type": "application/json", "Accept": "application/json, */*"},
+    )
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.will_close:
+        conn.close()  # the next use reconnects
+    return resp.status, data
 
 
 def _resource_matches(rule_resource: str, resource: str, subresource: str) -> bool:

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import socket
 import ssl
 import tempfile
 import threading
@@ -36,6 +37,9 @@ class TestWebhookServer:
     def __init__(self, decide: Decide, cert: IssuedCert, host: str = "127.0.0.1") -> None:
         self.decide = decide
         self.requests: list[tuple[str, Review]] = []  # (path with query, AdmissionReview)
+        self.connections = 0  # TCP connections accepted (the chain keeps them alive and reuses them)
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
         self._dir = tempfile.mkdtemp(prefix="test-webhook-")
         cert_file, key_file = os.path.join(self._dir, "tls.crt"), os.path.join(self._dir, "tls.key")
         with open(cert_file, "wb") as f:
@@ -73,7 +77,11 @@ class TestWebhookServer:
 
             def get_request(self) -> Any:
                 sock, addr = self.socket.accept()
-                return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+                wrapped = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                with outer._lock:
+                    outer.connections += 1
+                    outer._open.add(wrapped)  # wrap_socket took over sock's descriptor
+                return wrapped, addr
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass
@@ -88,7 +96,18 @@ class TestWebhookServer:
         self._thread.start()
         return self
 
+    def drop_connections(self) -> None:
+        """Close every accepted connection, as a server does with idle keep-alive connections."""
+        with self._lock:
+            conns, self._open = list(self._open), set()
+        for sock in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self._server.shutdown()
         self._server.server_close()
+        self.drop_connections()  # kept-alive connections must not outlive the server

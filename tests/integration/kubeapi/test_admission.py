@@ -284,3 +284,19 @@ def test_url_client_config_and_timeout(kubeapi: FakeKubeAPI, ca: TestCA):
     finally:
         release.set()
         server.stop()
+
+
+def test_connections_to_webhooks_are_kept_alive_and_a_closed_one_is_replaced(
+    admitted: FakeKubeAPI, webhook: TestWebhookServer, core: client.CoreV1Api
+):
+    # kube-apiserver reuses connections to a webhook: one TLS handshake, not one per call.
+    for i in range(3):
+        core.create_namespaced_pod("default", pod(f"kept-{i}"))
+    assert len(webhook.requests) == 6  # mutate + validate for each pod
+    assert webhook.connections == 1
+    # the webhook closes its idle connections (a restart, an idle timeout): the next call still lands
+    webhook.drop_connections()
+    created = core.create_namespaced_pod("default", pod("after-close"))
+    assert "pulltag.dev/images" in created.metadata.annotations
+    assert len(webhook.requests) == 8
+    assert webhook.connections == 2

@@ -754,3 +754,20 @@ def test_in_process_transport_writes_the_same_objects(
     pulled = [e for e in pod_events(kubeapi, namespace, "ip") if e["reason"] == "Pulled"]
     assert [e["message"] for e in pulled] == [pulled_message("1.29", image, 0)]
     assert status_of(kubeapi.get("pods", "ip", namespace), "app")["imageID"].endswith(pushed.digest)
+
+
+def test_in_process_background_mode_relists_after_a_compaction(
+    kubeapi: FakeKubeAPI, registry: RegistryServer, repo: str, namespace: str, make_kubelet: KubeletFactory
+) -> None:
+    # Found by the soak run: a kubelet whose position was compacted away (410 over HTTP) kept asking for
+    # it forever and ran no more pods.
+    registry.push_image(repo, "1.0")
+    image = f"{registry.host}/{repo}:1.0"
+    kubelet = make_kubelet(transport="inprocess", pull_duration=FIXED_PULL).start()
+    with kubelet._lock:  # the watch thread stops on the first change it sees, behind the next ones
+        make_pod(kubeapi, namespace, "before", {"app": image})
+        make_pod(kubeapi, namespace, "after", {"app": image})
+        kubeapi.compact()
+    kubelet.wait_idle(timeout=30)
+    for name in ("before", "after"):
+        assert kubeapi.get("pods", name, namespace)["status"]["phase"] == "Running"
