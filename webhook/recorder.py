@@ -93,12 +93,20 @@ class Recorder:
                     return  # closed and drained
                 batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
                 self._in_flight = len(batch)
-            result, reason = self._write([p.record for p in batch])
+            results = self._write_batch([p.record for p in batch])
             with self._cond:
                 self._in_flight = 0
-            for item in batch:
+            for item, (result, reason) in zip(batch, results, strict=True):
                 item.result, item.reason = result, reason
                 item.done.set()
+
+    def _write_batch(self, records: list[AdmissionRecord]) -> list[tuple[WriteResult, str]]:
+        result = self._write(records)
+        if result[0] is WriteResult.ERROR and len(records) > 1:
+            # Refused, not unreachable: maybe one record's fault. Write them one by one, so one bad
+            # record costs only its own pod's record.
+            return [self._write([record]) for record in records]
+        return [result] * len(records)
 
     def _write(self, records: list[AdmissionRecord]) -> tuple[WriteResult, str]:
         try:

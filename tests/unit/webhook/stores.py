@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from pulltag.store.base import AdmissionRecord, LedgerEntry, Store
+from pulltag.store.base import AdmissionRecord, LedgerEntry, Store, StoreError
 
 
 class ScriptedStore(Store):
@@ -14,6 +14,7 @@ class ScriptedStore(Store):
     def __init__(self) -> None:
         self.records: dict[str, AdmissionRecord] = {}
         self.failure: Callable[[], Exception] | None = None
+        self.refused: set[str] = set()  # uids whose write raises StoreError (a record the store refuses)
         self.gate: threading.Event | None = None  # when set, writes block until the event is set
         self.entered = threading.Semaphore(0)  # released once per write that started
         self.lock = threading.Lock()
@@ -30,6 +31,8 @@ class ScriptedStore(Store):
             self.gate.wait(30)
         if self.failure is not None:
             raise self.failure()
+        if record.uid in self.refused:
+            raise StoreError(f"record {record.uid} refused")
         with self.lock:
             self.records[record.uid] = record
 

@@ -196,6 +196,36 @@ def test_writes_arriving_during_a_write_go_in_one_batch(store: ScriptedStore) ->
     recorder.close()
 
 
+def test_a_record_the_store_refuses_costs_only_its_own_write(store: ScriptedStore) -> None:
+    recorder = Recorder(store, budget_seconds=10)
+    store.gate = threading.Event()
+    store.refused = {"bad"}
+    results: dict[str, WriteResult] = {}
+
+    def admit(uid: str) -> None:
+        results[uid], _reason = recorder.put_admission(AdmissionRecord(uid=uid, namespace="ns", name=uid))
+
+    first = threading.Thread(target=admit, args=("first",))
+    first.start()
+    assert store.entered.acquire(timeout=5)
+    others = [threading.Thread(target=admit, args=(uid,)) for uid in ("a", "bad", "b")]
+    for t in others:
+        t.start()
+    wait_until(lambda: recorder.pending() == 4, "three records queued behind the first")
+    store.gate.set()
+    for t in [first, *others]:
+        t.join(timeout=10)
+    assert results == {
+        "first": WriteResult.OK,
+        "a": WriteResult.OK,
+        "bad": WriteResult.ERROR,
+        "b": WriteResult.OK,
+    }
+    assert set(store.records) == {"first", "a", "b"}
+    assert store.batches[:2] == [1, 3]  # the batch of three was refused, then written record by record
+    recorder.close()
+
+
 def test_a_closed_recorder_refuses_at_once(store: ScriptedStore) -> None:
     recorder = Recorder(store, budget_seconds=10)
     recorder.close()
