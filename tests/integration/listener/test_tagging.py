@@ -158,27 +158,28 @@ def test_a_store_outage_longer_than_the_retry_budget_loses_no_tag(env: Env, own_
     assert len(env.prefixed_tags(repository)) == 1
 
 
+def pull_at(env: Env, name: str, image: str, digest: str, stamp: str) -> None:
+    """A pod of `image` that runs `digest`, and its kubelet Pulled event at time `stamp`."""
+    pod = env.pod(name, image)
+    env.run(pod, digest)
+    env.pulled(pod, when=stamp)
+
+
 def test_two_digests_of_one_repository_pulled_in_the_same_second_both_get_a_tag(env: Env) -> None:
     # The default template names a tag by namespace and second: both pulls render the same name. The
     # first digest gets it; the second must get a digest-suffixed name, and the first tag never moves.
     repository, first_digest, first_image = env.image("v1")
     second_digest = env.registry.seed_image(repository, "v2")
-    second_image = f"{env.registry.host}/{repository}:v2"
     running = env.start_listener()
     stamp = now_rfc3339()
-    first = env.pod("same-second-1", first_image)
-    env.run(first, first_digest)
-    env.pulled(first, when=stamp)
+    pull_at(env, "same-second-1", first_image, first_digest, stamp)
     wait_for(lambda: env.tags_on(repository, first_digest), what="the first digest's tag")
-    second = env.pod("same-second-2", second_image)
-    env.run(second, second_digest)
-    env.pulled(second, when=stamp)
-    wait_for(lambda: env.tags_on(repository, second_digest), what="the second digest's tag")
+    pull_at(env, "same-second-2", f"{env.registry.host}/{repository}:v2", second_digest, stamp)
+    wait_for(lambda: running.tags("created", env.registry.host) == 2, what="two created tags")
     [first_tag] = env.tags_on(repository, first_digest)
     [second_tag] = env.tags_on(repository, second_digest)
     assert second_tag == f"{first_tag}_{second_digest.removeprefix('sha256:')[:12]}"
     assert env.registry.tag_digest(repository, first_tag) == first_digest
-    assert running.tags("created", env.registry.host) == 2
     assert running.tags("failed", env.registry.host) == 0
     [entry] = env.ledger(digest=second_digest)
     assert (entry.outcome, entry.tag) == ("created", second_tag)
@@ -194,23 +195,19 @@ def test_a_conflict_on_the_suffixed_name_too_is_a_failure_that_moves_nothing(env
     third_digest = env.registry.seed_image(repository, "v3")
     running = env.start_listener()
     stamp = now_rfc3339()
-    first = env.pod("conflict-1", first_image)
-    env.run(first, first_digest)
-    env.pulled(first, when=stamp)
+    pull_at(env, "conflict-1", first_image, first_digest, stamp)
     wait_for(lambda: env.tags_on(repository, first_digest), what="the first digest's tag")
     [first_tag] = env.tags_on(repository, first_digest)
     suffixed = fallback_tag(first_tag, second_digest)
     env.registry.set_tag(repository, suffixed, third_digest)  # someone else holds the suffixed name
-    second = env.pod("conflict-2", f"{env.registry.host}/{repository}:v2")
-    env.run(second, second_digest)
-    env.pulled(second, when=stamp)
-    wait_for(lambda: env.pod_events("ImageTagFailed"), what="the ImageTagFailed event")
+    pull_at(env, "conflict-2", f"{env.registry.host}/{repository}:v2", second_digest, stamp)
+    wait_for(lambda: running.tags("failed", env.registry.host) == 1, what="the failed outcome")
     assert env.tags_on(repository, second_digest) == []
     assert env.registry.tag_digest(repository, first_tag) == first_digest
     assert env.registry.tag_digest(repository, suffixed) == third_digest
-    assert running.tags("failed", env.registry.host) == 1
     [entry] = env.ledger(digest=second_digest)
     assert entry.outcome == "failed" and suffixed in entry.reason
+    wait_for(lambda: env.pod_events("ImageTagFailed"), what="the ImageTagFailed event")
 
 
 def test_a_registry_outage_longer_than_the_retries_is_tagged_by_an_early_catch_up(env: Env) -> None:

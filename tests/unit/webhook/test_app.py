@@ -171,35 +171,11 @@ def test_while_the_store_hangs_the_pool_stays_bounded(app: Flask, store: Scripte
     assert store.batches[0] == 1 and sum(store.batches) == 32 and len(store.batches) < 32
 
 
-def test_writes_arriving_during_a_write_go_in_one_batch(store: ScriptedStore) -> None:
+def admit_behind_a_held_write(store: ScriptedStore, uids: list[str]) -> dict[str, WriteResult]:
+    """Admit "first" while the store holds its write, queue `uids` behind it, then let the store go;
+    the result of each admission, once all are answered."""
     recorder = Recorder(store, budget_seconds=10)
     store.gate = threading.Event()
-    results: list[WriteResult] = []
-
-    def admit(uid: str) -> None:
-        result, _reason = recorder.put_admission(AdmissionRecord(uid=uid, namespace="ns", name=uid))
-        results.append(result)
-
-    first = threading.Thread(target=admit, args=("first",))
-    first.start()
-    assert store.entered.acquire(timeout=5)  # the writer is inside the store with the first record
-    others = [threading.Thread(target=admit, args=(f"u{i}",)) for i in range(10)]
-    for t in others:
-        t.start()
-    wait_until(lambda: recorder.pending() == 11, "ten records queued behind the first")
-    store.gate.set()
-    for t in [first, *others]:
-        t.join(timeout=10)
-    assert results == [WriteResult.OK] * 11
-    assert store.batches == [1, 10]
-    assert set(store.records) == {"first", *(f"u{i}" for i in range(10))}
-    recorder.close()
-
-
-def test_a_record_the_store_refuses_costs_only_its_own_write(store: ScriptedStore) -> None:
-    recorder = Recorder(store, budget_seconds=10)
-    store.gate = threading.Event()
-    store.refused = {"bad"}
     results: dict[str, WriteResult] = {}
 
     def admit(uid: str) -> None:
@@ -207,23 +183,33 @@ def test_a_record_the_store_refuses_costs_only_its_own_write(store: ScriptedStor
 
     first = threading.Thread(target=admit, args=("first",))
     first.start()
-    assert store.entered.acquire(timeout=5)
-    others = [threading.Thread(target=admit, args=(uid,)) for uid in ("a", "bad", "b")]
+    assert store.entered.acquire(timeout=5)  # the writer is inside the store with the first record
+    others = [threading.Thread(target=admit, args=(uid,)) for uid in uids]
     for t in others:
         t.start()
-    wait_until(lambda: recorder.pending() == 4, "three records queued behind the first")
+    wait_until(lambda: recorder.pending() == len(uids) + 1, "the records queued behind the first")
     store.gate.set()
     for t in [first, *others]:
         t.join(timeout=10)
-    assert results == {
-        "first": WriteResult.OK,
-        "a": WriteResult.OK,
-        "bad": WriteResult.ERROR,
-        "b": WriteResult.OK,
-    }
+    recorder.close()
+    return results
+
+
+def test_writes_arriving_during_a_write_go_in_one_batch(store: ScriptedStore) -> None:
+    uids = [f"u{i}" for i in range(10)]
+    results = admit_behind_a_held_write(store, uids)
+    assert results == dict.fromkeys(["first", *uids], WriteResult.OK)
+    assert store.batches == [1, 10]
+    assert set(store.records) == {"first", *uids}
+
+
+def test_a_record_the_store_refuses_costs_only_its_own_write(store: ScriptedStore) -> None:
+    store.refused = {"bad"}
+    results = admit_behind_a_held_write(store, ["a", "bad", "b"])
+    ok = WriteResult.OK
+    assert results == {"first": ok, "a": ok, "bad": WriteResult.ERROR, "b": ok}
     assert set(store.records) == {"first", "a", "b"}
     assert store.batches[:2] == [1, 3]  # the batch of three was refused, then written record by record
-    recorder.close()
 
 
 def test_a_closed_recorder_refuses_at_once(store: ScriptedStore) -> None:
