@@ -431,8 +431,16 @@ class Tagger:
         )
 
     def _ledger_tag(self, plan_: TagPlan, prefix: str) -> str | None:
+        """A tag with `prefix` the ledger knows on the digest; None when none, or when the store cannot
+        say: the ledger only saves a registry request, and the registry is asked next anyway."""
         wanted = {"created", "exists", "dry-run"} if self.dry_run else {"created", "exists"}
-        entries = self.store.query_ledger(image=plan_.image_name, digest=plan_.digest, limit=100)
+        try:
+            entries = self.store.query_ledger(image=plan_.image_name, digest=plan_.digest, limit=100)
+        except StoreError as exc:
+            # Found by the chaos suite: Redis dying between the claim and this query made the tag
+            # `failed` (and the pull handled) although nothing had been tried on the registry.
+            log.warning("ledger lookup for %s failed (%s); asking the registry", plan_.dedup_key, exc)
+            return None
         for entry in entries:
             if entry.outcome in wanted and entry.tag.startswith(prefix):
                 return entry.tag

@@ -233,8 +233,10 @@ class Env:
     def pod_events(self, reason: str, namespace: str | None = None) -> list[Obj]:
         return [e for e in self.api.list("events", namespace or self.namespace) if e.get("reason") == reason]
 
-    def ledger(self, image: str | None = None, digest: str | None = None) -> list[LedgerEntry]:
-        store = self.open_store()
+    def ledger(
+        self, image: str | None = None, digest: str | None = None, url: str | None = None
+    ) -> list[LedgerEntry]:
+        store = self.open_store(url)
         try:
             return store.query_ledger(image=image, digest=digest, limit=100_000)
         finally:

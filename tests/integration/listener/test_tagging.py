@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 
 import pytest
+import redis
 
 from listener.plan import fallback_tag
 from listener.tagger import TaggerOptions
@@ -235,3 +236,24 @@ def test_a_registry_outage_longer_than_the_retries_is_tagged_by_an_early_catch_u
         assert next(e.outcome for e in env.ledger(digest=digest)) == "created"  # newest first
     finally:
         proxy.stop()
+
+
+def test_a_ledger_the_store_cannot_read_does_not_fail_the_tag(env: Env, own_redis: RedisServer) -> None:
+    # Found by the chaos suite (Redis killed between the claim and the ledger lookup): a store error
+    # there made the tag `failed` although nothing had been tried. A Redis user that may do everything
+    # but the ledger query (ZREVRANGEBYSCORE) makes that error happen on every tag, deterministically.
+    admin = redis.Redis(host="127.0.0.1", port=own_redis.port)
+    admin.acl_setuser(
+        "tagger", enabled=True, passwords=["+tagger-pw"], keys=["*"], commands=["+@all", "-zrevrangebyscore"]
+    )
+    url = f"redis://tagger:tagger-pw@127.0.0.1:{own_redis.port}/0"
+    repository, digest, image = env.image()
+    running = env.start_listener(env.settings(store_url=url))
+    pod = env.pod("no-ledger-1", image)
+    env.run(pod, digest)
+    env.pulled(pod)
+    wait_for(lambda: running.tags("created", env.registry.host) == 1, what="the tag to be created")
+    assert len(env.tags_on(repository, digest)) == 1
+    assert running.tags("failed", env.registry.host) == 0
+    [entry] = env.ledger(digest=digest, url=own_redis.url(0))
+    assert entry.outcome == "created"
