@@ -28,7 +28,8 @@ from tests.harness.world import Pod, World
 SOAK = os.environ.get("PULLTAG_SOAK", "") not in ("", "0")
 REDIS_PASSWORD = "chaos-redis-pw-7f3a91"
 PREFIX = "deployed"
-TAG_RE = re.compile(rf"{PREFIX}_(?P<ns>[a-z0-9-]+)_\d{{8}}-\d{{6}}")
+# The rendered name, or its digest-suffixed variant when two digests of a repository met in one second.
+TAG_RE = re.compile(rf"{PREFIX}_(?P<ns>[a-z0-9-]+)_\d{{8}}-\d{{6}}(?:_[0-9a-f]{{12}})?")
 
 # Every process log of every chaos world of this session (the last test greps them for secrets).
 CAPTURED_LOGS: list[Path] = []
@@ -224,6 +225,15 @@ def listeners_idle(world: World) -> bool:
     return True
 
 
+def listener_complaints(world: World, lines: int = 40) -> str:
+    """The last warning and error lines of every listener's log."""
+    found: list[str] = []
+    for name, text in world.process_logs().items():
+        if "listener" in name:
+            found += [f"{name}: {line}" for line in text.splitlines() if "WARNING" in line or "ERROR" in line]
+    return "\n".join(found[-lines:]) or "(no warnings in the listener logs)"
+
+
 def assert_exactly_tagged(
     world: World, pods: Sequence[Pod], *, timeout: float = 120, harbor_repositories: Sequence[str] = ()
 ) -> set[PulledDigest]:
@@ -246,8 +256,18 @@ def assert_exactly_tagged(
                 return False
         return True
 
-    world.wait_for(all_tagged, timeout, f"all {len(pulled)} pulled digests to be tagged")
-    world.wait_for(lambda: listeners_idle(world), timeout, "the listeners to be idle")
+    try:
+        world.wait_for(all_tagged, timeout, f"all {len(pulled)} pulled digests to be tagged")
+        world.wait_for(lambda: listeners_idle(world), timeout, "the listeners to be idle")
+    except TimeoutError as exc:
+        # CI shows only this message: say what is missing and what the listeners complained about.
+        missing = [
+            f"{registry}/{repository}@{p.digest}"
+            for (registry, repository), wanted in sorted(expected.items())
+            for p in sorted(wanted, key=lambda p: p.digest)
+            if p.digest not in deployed_tags_by_digest(world, registry, repository)
+        ]
+        raise AssertionError(f"{exc}\nnot tagged: {missing}\n{listener_complaints(world)}") from None
 
     problems: list[str] = []
     for registry, repository in sorted(repositories):
