@@ -1,6 +1,9 @@
 """The fake Harbor is only worth trusting if it stays inside Harbor's published API definition: every
 request pulltag's Harbor client makes, and every answer the fake gives, must be a path, method, status
-code and error shape that `harbor-api-v2.0-swagger.yaml` (in ../shared/specs) defines."""
+code and error shape that `harbor-api-v2.0-swagger.yaml` defines.
+
+The definition is vendored in tests/harness/specs (a clone must test alone, wherever it is checked out);
+where the planning folder ../shared/specs sits beside the clone, the copy must be identical to it."""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ import yaml
 from listener.registry import PermanentError, RetryPolicy, registry_client
 from tests.harness.harbor import FakeHarbor
 
-SPEC = Path(__file__).resolve().parents[3].parent / "shared" / "specs" / "harbor-api-v2.0-swagger.yaml"
+SPEC_NAME = "harbor-api-v2.0-swagger.yaml"
+SPEC = Path(__file__).resolve().parents[2] / "harness" / "specs" / SPEC_NAME
+SHARED_SPEC = Path(__file__).resolve().parents[3].parent / "shared" / "specs" / SPEC_NAME
 # Harbor's immutable-tag middleware answers 412 (StatusPreconditionFailed, goharbor/harbor#9427) on
 # routes whose swagger entry does not list it; pulltag handles it, so the fake may give it there.
 TAGS = "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags"
@@ -29,6 +34,12 @@ def spec() -> dict[str, Any]:
         pytest.fail(f"Harbor's API definition is missing: {SPEC}", pytrace=False)
     loaded: dict[str, Any] = yaml.safe_load(SPEC.read_text())
     return loaded
+
+
+def test_the_vendored_definition_is_the_published_one() -> None:
+    if not SHARED_SPEC.is_file():
+        pytest.skip(f"no {SHARED_SPEC} beside this clone to compare the vendored copy with")
+    assert SPEC.read_bytes() == SHARED_SPEC.read_bytes(), f"{SPEC} differs from {SHARED_SPEC}"
 
 
 def route_of(spec: dict[str, Any], method: str, raw_path: str) -> tuple[str, dict[str, Any]] | None:
