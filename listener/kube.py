@@ -75,6 +75,13 @@ class Backoff:
         self.failures = 0
 
 
+def backoff_delay(failures: int, initial: float, cap: float) -> float:
+    """Backoff's delay after `failures` failures, for queued work that carries its own failure count."""
+    backoff = Backoff(initial, cap)
+    backoff.failures = failures
+    return backoff.next_delay()
+
+
 @dataclass(frozen=True)
 class KubeConfig:
     """Where the API server is and how to authenticate, read once at start."""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from listener.confirm import Confirmed, Pending, Rejected, admission_from_annotation, confirm
-from listener.kube import Backoff, KubeClient, KubeError, Obj, pod_labels
+from listener.kube import KubeClient, KubeError, Obj, backoff_delay, pod_labels
 from listener.metrics import ListenerMetrics
 from listener.plan import Skip, TagPlan, fallback_tag, plan
 from listener.pulls import Pull, seen_key
@@ -382,9 +382,7 @@ class Tagger:
             # The store is down (Redis restarting): nothing was tried on the registry, so this is no
             # attempt. Counting it would record the tag as failed (and the pull as handled) after a few
             # seconds of store outage; wait for the store instead, with backoff.
-            backoff = Backoff(self.options.retry_initial, self.options.retry_cap)
-            backoff.failures = job.store_failures
-            delay = backoff.next_delay()
+            delay = backoff_delay(job.store_failures, self.options.retry_initial, self.options.retry_cap)
             log.warning("%s: store unavailable (%s); again in %.1fs", key, exc, delay)
             self.queue.add_after(key, replace(job, store_failures=job.store_failures + 1), delay)
             return
@@ -485,9 +483,7 @@ class Tagger:
             self._release(key)
         attempt = job.attempt + 1
         if attempt < self.settings.listener.max_attempts and not self._stop.is_set():
-            backoff = Backoff(self.options.retry_initial, self.options.retry_cap)
-            backoff.failures = job.attempt
-            delay = backoff.next_delay()
+            delay = backoff_delay(job.attempt, self.options.retry_initial, self.options.retry_cap)
             log.warning("%s: transient failure (%s); attempt %d in %.1fs", key, reason, attempt + 1, delay)
             self.queue.add_after(key, replace(job, attempt=attempt), delay)
             return
@@ -733,9 +729,8 @@ class Confirmer:
     def _retry(self, key: str, job: ConfirmJob, reason: str, patience: float, *, give_up: bool) -> None:
         waited = time.monotonic() - job.first_seen
         if waited < patience:
-            backoff = Backoff(self.options.retry_initial, self.options.retry_cap)
-            backoff.failures = job.attempt
-            delay = min(backoff.next_delay(), max(0.05, patience - waited))
+            delay = backoff_delay(job.attempt, self.options.retry_initial, self.options.retry_cap)
+            delay = min(delay, max(0.05, patience - waited))
             log.debug("%s pending (%s); again in %.2fs", key, reason, delay)
             self.queue.add_after(key, replace(job, attempt=job.attempt + 1), delay)
             return

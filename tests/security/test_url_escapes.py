@@ -5,8 +5,9 @@ reach a request.
    fake Harbor: every such repository, tag, digest or prefix raises `InvalidName`, and nothing is sent —
    not by the client's own count (`requests_sent`, `on_request`), not on the wire (a recording proxy the
    client goes through), not at the servers (the token server's and the fake Harbor's records).
-2. A property: whatever `parse_reference` accepts names a repository in the OCI grammar, and the URLs the
-   clients build from it stay on the configured host with no `..`, `?`, `#` or stray `%` in the path.
+2. A property: whatever `parse_reference` accepts names a repository in the OCI grammar, and the requests
+   the clients send for it (to the real docker-registry and the fake Harbor, seen by the recording proxy)
+   stay on the configured host with no `..`, `?`, `#` or stray `%` in the path.
 3. Through the chain: pods admitted with such images, and Pulled events naming them, tag nothing and make
    no registry request.
 """
@@ -24,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from listener.registry import InvalidName, NotFound, RegistryClient, RegistryError, registry_client
+from listener.registry import InvalidName, NotFound, RegistryError, registry_client
 from pulltag.config import RegistrySettings
 from pulltag.images import InvalidReference, parse_image_id, parse_reference
 from tests.harness.harbor import FakeHarbor
@@ -38,7 +39,7 @@ from tests.security.conftest import (
     set_container_status,
     wait_idle,
 )
-from tests.security.wire import CaptureAdapter, RecordingProxy
+from tests.security.wire import RecordingProxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -199,21 +200,14 @@ references = st.one_of(
 )
 
 
-def _capturing(settings_: RegistrySettings) -> tuple[RegistryClient, CaptureAdapter]:
-    client = registry_client(settings_)
-    adapter = CaptureAdapter()
-    client.http.session.mount("http://", adapter)
-    client.http.session.mount("https://", adapter)
-    return client, adapter
-
-
-_OCI = RegistrySettings(host="registry.example.com", type="oci", insecure=False)
-_HARBOR = RegistrySettings(host="harbor.example.com", type="harbor", insecure=False)
+def _sent_urls(proxy: RecordingProxy, since: int) -> list[str]:
+    """The absolute URLs of the requests the proxy forwarded after its first `since` ones."""
+    return [line.split(" ")[1] for line in proxy.records()[since:]]
 
 
 def _assert_clean(url: str, host: str, harbor: bool) -> None:
     parts = urlsplit(url)
-    assert (parts.scheme, parts.netloc) == ("https", host), url
+    assert (parts.scheme, parts.netloc) == ("http", host), url
     assert parts.fragment == "" and "#" not in url, url
     path = parts.path
     assert ".." not in path and "?" not in path, url
@@ -226,33 +220,49 @@ def _assert_clean(url: str, host: str, harbor: bool) -> None:
     assert all(0x21 <= ord(ch) <= 0x7E for ch in url), url
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(references)
-def test_accepted_references_give_oci_names_and_clean_urls(text: str) -> None:
-    try:
-        ref = parse_reference(text)
-    except InvalidReference:
-        return
-    assert OCI_NAME.fullmatch(ref.repository), ref
-    assert len(ref.name) <= 255
-    assert ref.tag is None or OCI_TAG.fullmatch(ref.tag), ref
-    assert ref.digest is None or OCI_DIGEST.fullmatch(ref.digest), ref
-    reference = ref.digest or ref.tag or "latest"
-    for settings_, harbor in ((_OCI, False), (_HARBOR, True)):
-        client, adapter = _capturing(settings_)
-        with client:
-            try:
-                client.digest_of(ref.repository, reference)
-            except InvalidName:
-                # Harbor needs <project>/<name>; refusing is fine, sending is what must be clean.
-                assert harbor and "/" not in ref.repository, ref
-            except RegistryError:
-                pass  # the canned 404 ends every call: the URLs it sent are what matter
-            if ref.digest and ref.tag:
-                with contextlib.suppress(RegistryError):
-                    client.create_tag(ref.repository, ref.digest, ref.tag)
-        for url in adapter.urls:
-            _assert_clean(url, settings_.host, harbor)
+def _send(
+    settings_: RegistrySettings, repository: str, reference: str, tag: str | None, digest: str | None
+) -> None:
+    """What the listener would send for this reference: resolve it, and tag its digest."""
+    with registry_client(settings_) as client:
+        try:
+            client.digest_of(repository, reference)
+        except InvalidName:
+            # Harbor needs <project>/<name>; refusing is fine, sending is what must be clean.
+            assert settings_.type == "harbor" and "/" not in repository, repository
+            return
+        except RegistryError:
+            pass  # unknown repositories end in 404: the URLs that were sent are what matter
+        if digest and tag:
+            with contextlib.suppress(RegistryError):
+                client.create_tag(repository, digest, tag)
+
+
+def test_accepted_references_give_oci_names_and_clean_urls(
+    oci_registry: RegistryServer, fake_harbor: FakeHarbor, through_proxy: RecordingProxy
+) -> None:
+    # The real anonymous docker-registry and the fake Harbor, both reached through the recording proxy:
+    # the request lines it forwards are exactly what went over the wire.
+    backends = ((oci_registry.settings(None), False), (fake_harbor.settings(), True))
+
+    @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(references)
+    def check(text: str) -> None:
+        try:
+            ref = parse_reference(text)
+        except InvalidReference:
+            return
+        assert OCI_NAME.fullmatch(ref.repository), ref
+        assert len(ref.name) <= 255
+        assert ref.tag is None or OCI_TAG.fullmatch(ref.tag), ref
+        assert ref.digest is None or OCI_DIGEST.fullmatch(ref.digest), ref
+        for settings_, harbor in backends:
+            before = len(through_proxy.records())
+            _send(settings_, ref.repository, ref.digest or ref.tag or "latest", ref.tag, ref.digest)
+            for url in _sent_urls(through_proxy, before):
+                _assert_clean(url, settings_.host, harbor)
+
+    check()
 
 
 @settings(max_examples=300, deadline=None)
@@ -267,21 +277,24 @@ def test_accepted_image_ids_name_oci_repositories_and_exact_digests(text: str) -
         assert OCI_NAME.fullmatch(image_id.repository), image_id
 
 
-def test_the_property_strategies_reach_accepted_references() -> None:
+def test_the_property_strategies_reach_accepted_references(
+    fake_harbor: FakeHarbor, through_proxy: RecordingProxy
+) -> None:
     # Not vacuous: members of the strategies' space are accepted and do produce (clean) requests.
     texts = (
         "127.0.0.1:5000/a.b/c__d:1",
         f"harbor.example.com/lib/x-y/z@{DIGEST}",
         f"localhost/p/a:1@{DIGEST}",
     )
+    settings_ = fake_harbor.settings()
     for text in texts:
         ref = parse_reference(text)
-        client, adapter = _capturing(_HARBOR)
-        with client, pytest.raises(NotFound):  # the canned 404
+        before = len(through_proxy.records())
+        with registry_client(settings_) as client, pytest.raises(NotFound):
             client.digest_of(ref.repository, ref.digest or ref.tag or "latest")
-        assert len(adapter.urls) == 1
-        _assert_clean(adapter.urls[0], _HARBOR.host, harbor=True)
-        assert ("%252F" in adapter.urls[0]) == ("/" in ref.repository.partition("/")[2])
+        [url] = _sent_urls(through_proxy, before)
+        _assert_clean(url, settings_.host, harbor=True)
+        assert ("%252F" in url) == ("/" in ref.repository.partition("/")[2])
 
 
 # ---------------------------------------------------------------------------------------------------

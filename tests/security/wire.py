@@ -1,22 +1,16 @@
-"""Observers of what goes over the wire, for the URL-escape checks.
+"""An observer of what goes over the wire, for the URL-escape checks and the rollout benchmark.
 
-- `RecordingProxy`: a forwarding HTTP proxy on loopback that records every request line it is asked to
-  send (a client with `HTTP_PROXY` pointing at it sends absolute URIs through it), then forwards it.
-- `CaptureAdapter`: a `requests` transport adapter that records each prepared request and answers 404
-  without any network, so a property test can see the exact URL a client would send.
+`RecordingProxy`: a forwarding HTTP proxy on loopback that records every request line it is asked to
+send (a client with `HTTP_PROXY` pointing at it sends absolute URIs through it), then forwards it.
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
-from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
-
-import requests
-from requests.adapters import BaseAdapter
 
 _HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "proxy-authorization", "transfer-encoding"}
 
@@ -91,33 +85,3 @@ class RecordingProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-class CaptureAdapter(BaseAdapter):
-    """Records every request a Session would send and answers each with an empty 404."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[str] = []
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: bool | str = True,
-        cert: Any = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        assert request.url is not None
-        self.urls.append(request.url)
-        response = requests.Response()
-        response.status_code = 404
-        response.reason = "Not Found"
-        response.url = request.url
-        response.request = request
-        response._content = b""
-        return response
-
-    def close(self) -> None:
-        pass
