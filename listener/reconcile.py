@@ -146,8 +146,18 @@ class Reconciler:
     def _already_tagged(self, planned: TagPlan) -> bool:
         """The ledger says this digest has its tag: no need to ask the registry again."""
         wanted = _DONE | {"dry-run"} if self.dry_run else _DONE
+        # A miss under scope image or namespace only costs the tagger a registry lookup, which finds the
+        # tag. Scope "every" has no registry fallback (each pull has its own name), so its lookup must not
+        # miss: ask for this pod's entries, not the digest's newest (a DaemonSet has hundreds).
+        every = planned.skip_prefix is None
         try:
-            entries = self.store.query_ledger(image=planned.image_name, digest=planned.digest, limit=200)
+            entries = self.store.query_ledger(
+                image=planned.image_name,
+                digest=planned.digest,
+                namespace=planned.namespace if every else None,
+                pod=planned.pod if every else None,
+                limit=200,
+            )
         except StoreError:
             return False
         for entry in entries:
@@ -156,7 +166,7 @@ class Reconciler:
             if planned.skip_prefix is not None and entry.tag.startswith(planned.skip_prefix):
                 return True
             # scope "every": the pull of this very container already has a tag.
-            if planned.skip_prefix is None and (entry.namespace, entry.pod, entry.container) == (
+            if every and (entry.namespace, entry.pod, entry.container) == (
                 planned.namespace,
                 planned.pod,
                 planned.container,

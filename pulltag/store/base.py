@@ -125,11 +125,13 @@ class Store(abc.ABC):
         image: str | None = None,
         digest: str | None = None,
         namespace: str | None = None,
+        pod: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
     ) -> list[LedgerEntry]:
-        """Entries newest first (by tagged_at), filtered by exact image name, digest, namespace and time."""
+        """Entries newest first (by tagged_at), filtered by exact image name, digest, namespace, pod name and
+        time."""
 
     # --- lifecycle ---------------------------------------------------------------------------------
     @abc.abstractmethod

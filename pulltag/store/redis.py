@@ -277,6 +277,7 @@ class RedisStore(Store):
         image: str | None = None,
         digest: str | None = None,
         namespace: str | None = None,
+        pod: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -299,7 +300,7 @@ class RedisStore(Store):
                     if raw is None:
                         continue  # trimmed while we read
                     entry = _entry_from_json(raw)
-                    if _matches(entry, image, digest, namespace):
+                    if _matches(entry, image, digest, namespace, pod):
                         entries.append(entry)
                 if len(entries) >= limit:
                     break
@@ -318,9 +319,12 @@ class RedisStore(Store):
         return f"RedisStore({redact_url(self.url)!r})"
 
 
-def _matches(entry: LedgerEntry, image: str | None, digest: str | None, namespace: str | None) -> bool:
+def _matches(
+    entry: LedgerEntry, image: str | None, digest: str | None, namespace: str | None, pod: str | None
+) -> bool:
     return (
         (image is None or entry.image == image)
         and (digest is None or entry.digest == digest)
         and (namespace is None or entry.namespace == namespace)
+        and (pod is None or entry.pod == pod)
     )

@@ -352,6 +352,7 @@ class SQLiteStore(Store):
         image: str | None = None,
         digest: str | None = None,
         namespace: str | None = None,
+        pod: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -362,6 +363,10 @@ class SQLiteStore(Store):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if pod is not None:
+            # Not a column: only the catch-up asks, always together with the indexed digest.
+            clauses.append("json_extract(data, '$.pod') = ?")
+            params.append(pod)
         if since is not None:
             clauses.append("tagged_at >= ?")
             params.append(since)

@@ -609,9 +609,18 @@ class RegistryServer:
 
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str] | None:
         """(bytes, content type, Docker-Content-Digest), or None when the registry says 404."""
-        response = self._call(
-            "GET", f"/v2/{repository}/manifests/{reference}", repository, headers={"Accept": ACCEPT_ALL}
-        )
+        # distribution 2.8 rewrites a digest's revision link file in place on every PUT of that manifest,
+        # under any tag: a read of any tag of that digest landing mid-write finds the link empty and gets
+        # 500 "invalid checksum digest format" (seen while a listener added a second tag to a digest). The
+        # link is a moment from readable again, so a 5xx is read again briefly before it counts as a failure.
+        deadline = time.monotonic() + 5.0
+        while True:
+            response = self._call(
+                "GET", f"/v2/{repository}/manifests/{reference}", repository, headers={"Accept": ACCEPT_ALL}
+            )
+            if response.status_code < 500 or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         if response.status_code == 404:
             return None
         assert response.status_code == 200, (response.status_code, response.text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
+from dataclasses import replace
 
 import pytest
 
@@ -153,3 +155,41 @@ def test_listener_started_after_the_pods_ran_catches_up(env: Env) -> None:
     assert running.listener.current.reconciler.passes >= 1  # type: ignore[union-attr]
     # A second pass finds nothing new to tag.
     assert running.listener.current.reconciler.run_once() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_catch_up_under_scope_every_does_not_retag_a_pod_behind_many_newer_entries(
+    env: Env, backend: str
+) -> None:
+    # A DaemonSet-sized digest: the tagged pod's ledger entry sits behind 250 newer ones of the same
+    # digest. Scope "every" has no registry check to fall back on, so a catch-up that only read the
+    # digest's newest entries would tag this pod a second time.
+    url = env.sqlite_url if backend == "sqlite" else None
+    repository, digest, image = env.image()
+    settings = env.settings(store_url=url, tagging=EVERY)
+    running = env.start_listener(settings)
+    tagged = env.pod("tagged", image)
+    env.run(tagged, digest)
+    env.pulled(tagged)
+    wait_for(lambda: env.tags_on(repository, digest) == ["deployed_tagged"], what="the event-path tag")
+    wait_for(lambda: _idle(running), what="the listener to be idle")
+    [first] = env.ledger(digest=digest, url=url)
+    for i in range(250):
+        running.store.append_ledger(
+            replace(first, pod=f"ds-{i}", tag=f"deployed_ds-{i}", tagged_at=time.time())
+        )
+    # A pod whose Pulled event was lost: the catch-up is what tags it.
+    env.run(env.pod("missed", image), digest)
+
+    reconciler = running.listener.current.reconciler  # type: ignore[union-attr]
+    assert reconciler.run_once() == 1
+    wait_for(lambda: "deployed_missed" in env.tags_on(repository, digest), what="the catch-up tag")
+    wait_for(lambda: _idle(running), what="the listener to be idle")
+    assert reconciler.run_once() == 0
+    assert env.prefixed_tags(repository) == ["deployed_missed", "deployed_tagged"]
+    created = [
+        e.pod
+        for e in env.ledger(digest=digest, url=url)
+        if e.outcome == "created" and not e.pod.startswith("ds-")
+    ]
+    assert sorted(created) == ["missed", "tagged"]

@@ -277,6 +277,10 @@ def test_ledger_filters(store: Store) -> None:
     assert tags(image="r/a", digest="sha256:1") == [4, 0]
     assert tags(image="r/a", namespace="dev") == [1]
     assert tags(image="r/b", digest="sha256:1", namespace="prod") == [2]
+    assert tags(pod="web-1") == [1]
+    assert tags(pod="web-") == []  # exact match, not prefix
+    assert tags(image="r/a", digest="sha256:1", namespace="prod", pod="web-4") == [4]
+    assert tags(digest="sha256:1", pod="web-1") == []  # every filter applies
     assert tags(since=20.0) == [4, 3, 2, 1]  # bounds are inclusive
     assert tags(until=30.0) == [2, 1, 0]
     assert tags(since=20.0, until=40.0) == [3, 2, 1]
@@ -295,6 +299,18 @@ def test_ledger_limit_with_sparse_filter(store: Store) -> None:
         )
     got = store.query_ledger(image="r/a", namespace="hit")
     assert [e.tagged_at for e in got] == [300.0, 150.0, 0.0]
+
+
+def test_ledger_pod_filter_finds_one_pod_among_many_of_a_digest(store: Store) -> None:
+    # The catch-up under scope "every" asks for one pod's entries of a digest a DaemonSet spread over
+    # hundreds of pods: the answer must not depend on how many newer entries the digest has.
+    digest = f"sha256:{1:064x}"
+    for i in range(450):
+        store.append_ledger(entry(i, digest=digest, pod=f"ds-{i}", tagged_at=float(i)))
+    found = store.query_ledger(digest=digest, namespace="prod", pod="ds-3", limit=5)
+    assert [e.pod for e in found] == ["ds-3"]
+    assert store.query_ledger(digest=digest, namespace="dev", pod="ds-3") == []
+    assert store.query_ledger(digest=digest, pod="ds-450") == []
 
 
 def test_ledger_is_bounded_oldest_dropped(make_store: StoreFactory) -> None:
