@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := redis-server docker-registry
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo soak lint types layering unit system-deps venv bench clean
+.PHONY: test demo soak explore lint types layering unit system-deps venv bench clean
 
 test: system-deps $(STAMP) lint types layering
 	$(BIN)/python -m tests.run_pytest tests
@@ -18,6 +18,10 @@ demo: system-deps $(STAMP)
 
 soak: system-deps $(STAMP)
 	PULLTAG_SOAK=1 $(BIN)/python -m tests.run_pytest tests/chaos
+
+# The property tests with fresh random examples (make test draws a fixed set per commit).
+explore: system-deps $(STAMP)
+	PULLTAG_HYPOTHESIS=explore $(BIN)/python -m tests.run_pytest tests -m hypothesis
 
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/report.py

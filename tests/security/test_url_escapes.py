@@ -243,6 +243,7 @@ def _send(
                 client.create_tag(repository, digest, tag)
 
 
+@pytest.mark.hypothesis  # its @given is inside: `make explore` selects it by this mark
 def test_accepted_references_give_oci_names_and_clean_urls(
     oci_registry: RegistryServer, fake_harbor: FakeHarbor, through_proxy: RecordingProxy
 ) -> None:

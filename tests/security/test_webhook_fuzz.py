@@ -33,6 +33,7 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookServer]
     server.stop()
 
 
+@pytest.mark.hypothesis  # its @given is inside: `make explore` selects it by this mark
 def test_fuzzed_bodies_over_tls_never_give_a_5xx(webhook: WebhookServer) -> None:
     session = webhook.session()
     statuses: dict[int, int] = {}

@@ -246,6 +246,7 @@ def test_client_errors_over_tls_are_json(start_server: StartServer) -> None:
             assert resp.json()["status"] == status
 
 
+@pytest.mark.hypothesis  # its @given is inside: `make explore` selects it by this mark
 def test_generated_bodies_over_real_tls_never_give_a_5xx(start_server: StartServer) -> None:
     server = start_server(workers=2)
     session = server.session()

@@ -36,6 +36,7 @@ class CrashLog(logging.Handler):
 
 
 @pytest.mark.slow
+@pytest.mark.hypothesis  # its @given is inside: `make explore` selects it by this mark
 def test_ten_thousand_bodies_never_give_a_5xx(app: Flask) -> None:
     client = app.test_client()
     crashes = CrashLog()
