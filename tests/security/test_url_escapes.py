@@ -251,8 +251,9 @@ def test_accepted_references_give_oci_names_and_clean_urls(
     # the request lines it forwards are exactly what went over the wire.
     backends = ((oci_registry.settings(None), False), (fake_harbor.settings(), True))
 
-    # The examples pin the paths a random run may miss: a tag plus a digest goes on to create the tag
-    # (a POST on both backends), a bare digest only resolves, a two-part name is what Harbor accepts.
+    # The examples pin what a draw may miss: a tag plus a digest goes on to create the tag (a PUT of the
+    # manifest on OCI, a POST to .../tags on Harbor); a bare digest only resolves; a two-part name is what
+    # Harbor accepts; "0.." is a legal tag whose dots are not a dot segment.
     @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
     @given(references)
     @example(f"0:1@{DIGEST}")
