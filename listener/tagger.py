@@ -314,6 +314,10 @@ class _Transient(Exception):
     pass
 
 
+class _NameBusy(Exception):
+    """Another worker, here or in another replica, is writing this tag name right now."""
+
+
 class Tagger:
     """Tag plans in a worker pool: claim, look for an existing tag, create, record, tell the pod."""
 
@@ -379,16 +383,24 @@ class Tagger:
                 self.queue.add_after(key, job, delay)
                 return
         except StoreError as exc:
-            # The store is down (Redis restarting): nothing was tried on the registry, so this is no
-            # attempt. Counting it would record the tag as failed (and the pull as handled) after a few
-            # seconds of store outage; wait for the store instead, with backoff.
-            delay = backoff_delay(job.store_failures, self.options.retry_initial, self.options.retry_cap)
-            log.warning("%s: store unavailable (%s); again in %.1fs", key, exc, delay)
-            self.queue.add_after(key, replace(job, store_failures=job.store_failures + 1), delay)
+            self._wait_for_store(key, job, exc)
             return
         try:
             outcome, reason, tagged = self._tag(plan_)
             job = replace(job, plan=tagged)
+        except _NameBusy as exc:
+            # Not an attempt: the other write ends in a moment, and then this one sees its tag (a conflict
+            # that moves this digest to its suffixed name, or the tag already there).
+            self._release(key)
+            delay = self.options.claim_recheck_seconds
+            log.info("%s: tag %s is being written by another worker; again in %.0fs", key, exc, delay)
+            self.queue.add_after(key, job, delay)
+            return
+        except StoreError as exc:
+            # Only the tag name's claim reaches the store in there, before any registry write.
+            self._release(key)
+            self._wait_for_store(key, job, exc)
+            return
         except _Transient as exc:
             self._retry_or_fail(key, job, str(exc), claimed=True)
             return
@@ -424,9 +436,23 @@ class Tagger:
         return "exists", note + "tag already on the digest", plan_
 
     def _create(self, plan_: TagPlan) -> Any:
-        return self._call(
-            plan_, "create_tag", lambda c: c.create_tag(plan_.repository, plan_.digest, plan_.tag)
-        )
+        # Two digests of one repository pulled in the same second render the same name under different
+        # keys, so both can be in flight at once. An OCI registry has no conditional PUT: both would find
+        # the name free (HEAD 404), and the second PUT would move the tag off the first digest (found by
+        # the chaos suite). The name's claim makes "look, then write" one step across workers and
+        # replicas; whoever comes second then finds the tag and takes the suffixed name.
+        name_key = _name_key(plan_)
+        if not self.store.claim(name_key, self.options.claim_ttl_seconds):
+            raise _NameBusy(plan_.tag)
+        try:
+            return self._call(
+                plan_, "create_tag", lambda c: c.create_tag(plan_.repository, plan_.digest, plan_.tag)
+            )
+        finally:
+            try:
+                self.store.release(name_key)
+            except StoreError as exc:
+                log.warning("could not release the claim on tag name %s (it expires): %s", plan_.tag, exc)
 
     def _ledger_tag(self, plan_: TagPlan, prefix: str) -> str | None:
         """A tag with `prefix` the ledger knows on the digest; None when none, or when the store cannot
@@ -539,6 +565,14 @@ class Tagger:
         except StoreError as exc:
             log.warning("could not mark %s done: %s", key, exc)
 
+    def _wait_for_store(self, key: str, job: TagJob, exc: StoreError) -> None:
+        # The store is down (Redis restarting): nothing was tried on the registry, so this is no attempt.
+        # Counting it would record the tag as failed (and the pull as handled) after a few seconds of
+        # store outage; wait for the store instead, with backoff.
+        delay = backoff_delay(job.store_failures, self.options.retry_initial, self.options.retry_cap)
+        log.warning("%s: store unavailable (%s); again in %.1fs", key, exc, delay)
+        self.queue.add_after(key, replace(job, store_failures=job.store_failures + 1), delay)
+
     def _release(self, key: str) -> None:
         try:
             self.store.release(_claim_key(key))
@@ -596,6 +630,10 @@ def _claim_key(key: str) -> str:
 
 def _done_key(key: str) -> str:
     return f"tagged:{key}"
+
+
+def _name_key(plan_: TagPlan) -> str:
+    return f"tag-name:{plan_.registry}/{plan_.repository}:{plan_.tag}"
 
 
 def _describe(exc: BaseException) -> str:

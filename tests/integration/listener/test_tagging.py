@@ -190,6 +190,38 @@ def test_two_digests_of_one_repository_pulled_in_the_same_second_both_get_a_tag(
     assert f"Tagged {env.registry.host}/{repository}@{second_digest} as {second_tag}" in messages
 
 
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_two_digests_racing_for_one_tag_name_never_move_it(env: Env, backend: str) -> None:
+    # Found by the chaos suite: two digests of one repository pulled in the same second, tagged at the
+    # same moment. Both found the name free and both PUTs succeeded, so the second moved the tag off the
+    # first digest and left it untagged. A slow PUT keeps both writes in flight together, every time.
+    url = env.sqlite_url if backend == "sqlite" else None
+    repository, first_digest, _ = env.image("v1")
+    second_digest = env.registry.seed_image(repository, "v2")
+    proxy = FaultProxy(env.registry.host).start()
+    try:
+        proxy.delay(0.5, method="PUT")
+        settings = replace(
+            env.settings(store_url=url, tagging=TaggingSettings(scope="namespace")),
+            registries=(env.registry.settings(None, host=proxy.host),),
+        )
+        running = env.start_listener(settings)
+        stamp = now_rfc3339()
+        pull_at(env, "race-1", f"{proxy.host}/{repository}:v1", first_digest, stamp)
+        pull_at(env, "race-2", f"{proxy.host}/{repository}:v2", second_digest, stamp)
+        wait_for(lambda: running.tags("created", proxy.host) == 2, what="two created tags")
+        tags = {d: env.tags_on(repository, d) for d in (first_digest, second_digest)}
+        assert all(len(t) == 1 for t in tags.values()), tags
+        names = sorted(t[0] for t in tags.values())
+        assert names[1] == fallback_tag(names[0], next(d for d, t in tags.items() if t[0] == names[1])), names
+        assert running.tags("failed", proxy.host) == 0
+        for digest in (first_digest, second_digest):
+            [entry] = env.ledger(digest=digest, url=url)
+            assert (entry.outcome, [entry.tag]) == ("created", tags[digest])
+    finally:
+        proxy.stop()
+
+
 def test_a_conflict_on_the_suffixed_name_too_is_a_failure_that_moves_nothing(env: Env) -> None:
     repository, first_digest, first_image = env.image("v1")
     second_digest = env.registry.seed_image(repository, "v2")
