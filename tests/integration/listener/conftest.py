@@ -26,6 +26,12 @@ def env(
     environment.close()
 
 
+@pytest.fixture(params=["redis", "sqlite"])
+def store_url(request: pytest.FixtureRequest, env: Env) -> str:
+    """Each store backend in turn, for the tests whose outcome rests on the store."""
+    return env.redis_url if request.param == "redis" else env.sqlite_url
+
+
 @pytest.fixture
 def start_listener(env: Env) -> Callable[..., RunningListener]:
     return env.start_listener

@@ -157,23 +157,21 @@ def test_listener_started_after_the_pods_ran_catches_up(env: Env) -> None:
     assert running.listener.current.reconciler.run_once() == 0  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("backend", ["redis", "sqlite"])
 def test_catch_up_under_scope_every_does_not_retag_a_pod_behind_many_newer_entries(
-    env: Env, backend: str
+    env: Env, store_url: str
 ) -> None:
     # A DaemonSet-sized digest: the tagged pod's ledger entry sits behind 250 newer ones of the same
     # digest. Scope "every" has no registry check to fall back on, so a catch-up that only read the
     # digest's newest entries would tag this pod a second time.
-    url = env.sqlite_url if backend == "sqlite" else None
     repository, digest, image = env.image()
-    settings = env.settings(store_url=url, tagging=EVERY)
+    settings = env.settings(store_url=store_url, tagging=EVERY)
     running = env.start_listener(settings)
     tagged = env.pod("tagged", image)
     env.run(tagged, digest)
     env.pulled(tagged)
     wait_for(lambda: env.tags_on(repository, digest) == ["deployed_tagged"], what="the event-path tag")
     wait_for(lambda: _idle(running), what="the listener to be idle")
-    [first] = env.ledger(digest=digest, url=url)
+    [first] = env.ledger(digest=digest, url=store_url)
     for i in range(250):
         running.store.append_ledger(
             replace(first, pod=f"ds-{i}", tag=f"deployed_ds-{i}", tagged_at=time.time())
@@ -189,7 +187,7 @@ def test_catch_up_under_scope_every_does_not_retag_a_pod_behind_many_newer_entri
     assert env.prefixed_tags(repository) == ["deployed_missed", "deployed_tagged"]
     created = [
         e.pod
-        for e in env.ledger(digest=digest, url=url)
+        for e in env.ledger(digest=digest, url=store_url)
         if e.outcome == "created" and not e.pod.startswith("ds-")
     ]
     assert sorted(created) == ["missed", "tagged"]
