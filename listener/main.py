@@ -220,12 +220,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except Exception as exc:  # the kubernetes config loader raises several unrelated types
         print(f"pulltag listener: cannot load Kubernetes configuration: {exc}", flush=True)
         return 1
-    store = open_store(
-        settings.store.url,
-        timeout_seconds=settings.store.timeout_seconds,
-        admission_ttl_seconds=settings.store.admission_ttl_seconds,
-        ledger_max_entries=settings.store.ledger_max_entries,
-    )
+    store = open_store(settings.store)
     metrics = ListenerMetrics()
     listener = Listener(settings, kube, store, metrics, dry_run=dry_run, options=options_from(settings))
     health = HealthServer(args.metrics_bind, metrics, listener.healthy, listener.ready).start()

@@ -13,11 +13,11 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from pulltag import __version__
-from pulltag.config import ConfigError, Settings, load_settings
+from pulltag.config import ConfigError, Settings, check_registry_files, load_settings
 from pulltag.logs import setup_logging
 
 if TYPE_CHECKING:
-    from pulltag.store import Store
+    from pulltag.store import AdmissionRecord, LedgerEntry, Store
 
 EXIT_CONFIG = 2
 
@@ -36,10 +36,24 @@ def _lazy(target: str) -> Handler:
     return run
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML configuration file (default: $PULLTAG_CONFIG, else defaults)")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
+def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """The global options. They are accepted before the subcommand (`top`, with the defaults) and after
+    it; after it they are SUPPRESSed when absent, so an option given before is not reset by the default."""
+
+    def default(value: str | None) -> str | None:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--config",
+        default=default(None),
+        help="YAML configuration file (default: $PULLTAG_CONFIG, else defaults)",
+    )
+    parser.add_argument(
+        "--log-level", default=default("INFO"), help="DEBUG, INFO, WARNING, ERROR (default INFO)"
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default=default("text"), help="log line format"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tag container images in their registry once Kubernetes has really pulled them.",
     )
     parser.add_argument("--version", action="version", version=f"pulltag {__version__}")
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("webhook", help="serve the admission webhook (gunicorn over TLS)")
@@ -66,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="do everything but registry writes and Events")
     p.add_argument("--no-leader-election", action="store_true", help="run without the Lease (one replica)")
     p.add_argument("--namespace", default=None, help="own namespace for the Lease (default: in-cluster)")
-    p.set_defaults(handler=_lazy("listener.main:run"))
+    p.set_defaults(handler=_lazy("listener.main:run"), uses_registries=True)
 
     p = sub.add_parser("certs", help="generate the CA and the webhook's serving certificate")
     _common(p)
@@ -84,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--namespace", default=None, help="only this namespace")
     p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     p.set_defaults(handler=cmd_admissions)
 
     p = sub.add_parser("history", help="show the tag ledger, newest first")
@@ -92,16 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=None, help="only this namespace")
     p.add_argument("--image", default=None, help="only this image (any reference form; a digest narrows it)")
     p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     p.set_defaults(handler=cmd_history)
 
     p = sub.add_parser("tag", help="create TAG on the digest of IMAGE_REF through the configured registry")
     _common(p)
     p.add_argument("image", metavar="IMAGE_REF", help="image reference (tag or digest)")
     p.add_argument("tag", metavar="TAG", help="the new tag")
-    p.set_defaults(handler=_lazy("listener.registry.cli:run_tag"))
+    p.set_defaults(handler=_lazy("listener.registry.cli:run_tag"), uses_registries=True)
 
     p = sub.add_parser("registry", help="registry tools")
+    _common(p)
     p.set_defaults(help_parser=p)
     rsub = p.add_subparsers(dest="registry_command", metavar="COMMAND")
     pc = rsub.add_parser(
@@ -109,24 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(pc)
     pc.add_argument("--repository", default=None, help="repository to check push rights on")
-    pc.set_defaults(handler=_lazy("listener.registry.cli:run_check"))
-
-    p = sub.add_parser("demo", help="run the whole chain on this machine and tell the story")
-    _common(p)
-    p.add_argument("--keep", action="store_true", help="leave everything running and say how to look around")
-    p.set_defaults(handler=_lazy("pulltag.demo:run"))
+    pc.set_defaults(handler=_lazy("listener.registry.cli:run_check"), uses_registries=True)
     return parser
 
 
-def open_configured_store(settings: Settings) -> Store:
+def open_existing_store(settings: Settings) -> Store:
+    """The configured store for a read-only command: one that does not exist is an error, not created."""
     from pulltag.store import open_store
 
-    return open_store(
-        settings.store.url,
-        timeout_seconds=settings.store.timeout_seconds,
-        admission_ttl_seconds=settings.store.admission_ttl_seconds,
-        ledger_max_entries=settings.store.ledger_max_entries,
-    )
+    return open_store(settings.store, create=False)
+
+
+def _print_json(items: Sequence[AdmissionRecord | LedgerEntry]) -> None:
+    """One JSON array, one record per line; `[]` when there is none."""
+    lines = [json.dumps(asdict(item), sort_keys=True) for item in items]
+    print("[" + ",\n ".join(lines) + "]")
 
 
 def _when(ts: float) -> str:
@@ -142,14 +155,13 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_admissions(args: argparse.Namespace, settings: Settings) -> int:
-    store = open_configured_store(settings)
+    store = open_existing_store(settings)
     try:
         records = store.list_admissions(namespace=args.namespace, limit=args.limit)
     finally:
         store.close()
     if args.json:
-        for record in records:
-            print(json.dumps(asdict(record), sort_keys=True))
+        _print_json(records)
         return 0
     rows = []
     for r in records:
@@ -172,14 +184,13 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_CONFIG
         image = f"{ref.registry}/{ref.repository}"
         digest = ref.digest
-    store = open_configured_store(settings)
+    store = open_existing_store(settings)
     try:
         entries = store.query_ledger(image=image, digest=digest, namespace=args.namespace, limit=args.limit)
     finally:
         store.close()
     if args.json:
-        for entry in entries:
-            print(json.dumps(asdict(entry), sort_keys=True))
+        _print_json(entries)
         return 0
     rows = [
         [_when(e.tagged_at), e.outcome, e.namespace, e.pod, f"{e.image}@{e.digest[:19]}…", e.tag, e.reason]
@@ -202,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         settings = load_settings(args.config)
+        if getattr(args, "uses_registries", False):
+            check_registry_files(settings)
     except ConfigError as exc:
         print(f"pulltag: {exc}", file=sys.stderr)
         return EXIT_CONFIG

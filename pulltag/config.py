@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -143,7 +143,11 @@ def canonical_host(host: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Reading: each section is checked against its allowed keys and types before a dataclass is built.
+# Reading: a section's allowed keys and their types come from its dataclass's fields, so adding a
+# setting is adding a field (with its default); checks beyond the type live in the section's reader.
+
+T = TypeVar("T")
+Reader = Callable[[object, str], Any]
 
 
 def _expect_mapping(value: object, key: str) -> Mapping[str, Any]:
@@ -161,22 +165,20 @@ def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _check_keys(section: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+def _check_keys(section: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
+    known = sorted(allowed)
     for key in section:
-        if key not in allowed:
-            known = ", ".join(sorted(allowed))
-            raise ConfigError(f"{prefix}{key}", f"unknown key (known: {known})")
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}", f"unknown key (known: {', '.join(known)})")
 
 
-def _str(section: Mapping[str, Any], key: str, default: str, path: str) -> str:
-    value = section.get(key, default)
+def _str(value: object, path: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(path, f"must be a string, got {_type_name(value)}")
     return value
 
 
-def _opt_str(section: Mapping[str, Any], key: str, path: str) -> str | None:
-    value = section.get(key)
+def _opt_str(value: object, path: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
@@ -184,37 +186,75 @@ def _opt_str(section: Mapping[str, Any], key: str, path: str) -> str | None:
     return value
 
 
-def _bool(section: Mapping[str, Any], key: str, default: bool, path: str) -> bool:
-    value = section.get(key, default)
+def _bool(value: object, path: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(path, f"must be true or false, got {_type_name(value)}")
     return value
 
 
-def _number(section: Mapping[str, Any], key: str, default: float, path: str, minimum: float = 0.0) -> float:
-    value = section.get(key, default)
+def _number(value: object, path: str) -> float:
     # bool is an int subclass in Python; `timeout: yes` is a mistake, not 1 second.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(path, f"must be a number, got {_type_name(value)}")
-    if value <= minimum:
-        raise ConfigError(path, f"must be greater than {minimum:g}, got {value}")
+    if value <= 0:
+        raise ConfigError(path, f"must be greater than 0, got {value}")
     return float(value)
 
 
-def _int(section: Mapping[str, Any], key: str, default: int, path: str, minimum: int = 1) -> int:
-    value = section.get(key, default)
+def _int(value: object, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(path, f"must be an integer, got {_type_name(value)}")
-    if value < minimum:
-        raise ConfigError(path, f"must be at least {minimum}, got {value}")
+    if value < 1:
+        raise ConfigError(path, f"must be at least 1, got {value}")
     return value
 
 
-def _globs(section: Mapping[str, Any], key: str, default: tuple[str, ...], path: str) -> tuple[str, ...]:
-    value = section.get(key, list(default))
+def _globs(value: object, path: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(path, "must be a list of non-empty strings")
     return tuple(value)
+
+
+def _one_of(choices: tuple[str, ...]) -> Reader:
+    wording = " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
+
+    def read(value: object, path: str) -> str:
+        text = _str(value, path)
+        if text not in choices:
+            raise ConfigError(path, f"must be {wording}; got {text!r}")
+        return text
+
+    return read
+
+
+# A field's type annotation picks its reader; Literal types accept exactly their values.
+_READERS: dict[object, Reader] = {
+    str: _str,
+    str | None: _opt_str,
+    bool: _bool,
+    float: _number,
+    int: _int,
+    tuple[str, ...]: _globs,
+}
+
+
+def _reader_for(annotation: object) -> Reader:
+    if get_origin(annotation) is Literal:
+        return _one_of(get_args(annotation))
+    return _READERS[annotation]
+
+
+def _read_fields(cls: type[T], raw: object, path: str) -> dict[str, Any]:
+    """The keys given in section `path`, each checked by its field's type; unknown keys are refused."""
+    section = _expect_mapping(raw, path)
+    _check_keys(section, (f.name for f in fields(cls)), f"{path}.")  # type: ignore[arg-type]
+    hints = get_type_hints(cls)
+    return {key: _reader_for(hints[key])(value, f"{path}.{key}") for key, value in section.items()}
+
+
+def _section(cls: type[T], raw: object, path: str) -> T:
+    """A section with no rule beyond its fields' types: defaults for the keys not given."""
+    return cls(**_read_fields(cls, raw, path))
 
 
 def validate_store_url(url: str, key: str = "store.url") -> str:
@@ -227,20 +267,13 @@ def validate_store_url(url: str, key: str = "store.url") -> str:
     raise ConfigError(key, "must start with sqlite:///, redis:// or rediss://")
 
 
-def _store(raw: object) -> StoreSettings:
-    section = _expect_mapping(raw, "store")
-    d = StoreSettings()
-    _check_keys(section, {"url", "timeout_seconds", "admission_ttl_seconds", "ledger_max_entries"}, "store.")
-    return StoreSettings(
-        url=validate_store_url(_str(section, "url", d.url, "store.url")),
-        timeout_seconds=_number(section, "timeout_seconds", d.timeout_seconds, "store.timeout_seconds"),
-        admission_ttl_seconds=_int(
-            section, "admission_ttl_seconds", d.admission_ttl_seconds, "store.admission_ttl_seconds"
-        ),
-        ledger_max_entries=_int(
-            section, "ledger_max_entries", d.ledger_max_entries, "store.ledger_max_entries"
-        ),
-    )
+def _store(raw: object, environ: Mapping[str, str]) -> StoreSettings:
+    store = _section(StoreSettings, raw, "store")
+    validate_store_url(store.url)
+    url_override = environ.get(ENV_STORE_URL)
+    if url_override:
+        store = replace(store, url=validate_store_url(url_override, ENV_STORE_URL))
+    return store
 
 
 def template_fields(template: str) -> set[str]:
@@ -256,41 +289,29 @@ def template_fields(template: str) -> set[str]:
 
 
 def _tagging(raw: object) -> TaggingSettings:
-    section = _expect_mapping(raw, "tagging")
-    d = TaggingSettings()
-    allowed = {"prefix", "template", "timestamp_format", "timezone", "scope", "cluster"}
-    _check_keys(section, allowed, "tagging.")
-    prefix = _str(section, "prefix", d.prefix, "tagging.prefix")
-    if not _TAG_RE.fullmatch(prefix):
+    tagging = _section(TaggingSettings, raw, "tagging")
+    if not _TAG_RE.fullmatch(tagging.prefix):
         raise ConfigError(
-            "tagging.prefix", f"{prefix!r} breaks the OCI tag grammar [A-Za-z0-9_][A-Za-z0-9._-]*"
+            "tagging.prefix", f"{tagging.prefix!r} breaks the OCI tag grammar [A-Za-z0-9_][A-Za-z0-9._-]*"
         )
-    template = _str(section, "template", d.template, "tagging.template")
     try:
-        names = template_fields(template)
+        names = template_fields(tagging.template)
     except ValueError as exc:
         raise ConfigError("tagging.template", f"malformed template: {exc}") from None
     unknown = names - TEMPLATE_VARIABLES
     if unknown:
         known = ", ".join("{" + n + "}" for n in sorted(TEMPLATE_VARIABLES))
         raise ConfigError("tagging.template", f"unknown variable {{{sorted(unknown)[0]}}} (known: {known})")
-    ts_format = _str(section, "timestamp_format", d.timestamp_format, "tagging.timestamp_format")
-    if not ts_format:
+    if not tagging.timestamp_format:
         raise ConfigError("tagging.timestamp_format", "must not be empty")
-    timezone = _str(section, "timezone", d.timezone, "tagging.timezone")
     try:
-        ZoneInfo(timezone)
+        ZoneInfo(tagging.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError("tagging.timezone", f"unknown time zone {timezone!r}") from None
-    scope = _str(section, "scope", d.scope, "tagging.scope")
-    if scope not in SCOPES:
-        raise ConfigError("tagging.scope", f"must be one of image, namespace, every; got {scope!r}")
-    cluster = _str(section, "cluster", d.cluster, "tagging.cluster")
-    if cluster and not re.fullmatch(r"[A-Za-z0-9._-]{1,63}", cluster):
+        raise ConfigError("tagging.timezone", f"unknown time zone {tagging.timezone!r}") from None
+    if tagging.cluster and not re.fullmatch(r"[A-Za-z0-9._-]{1,63}", tagging.cluster):
         raise ConfigError("tagging.cluster", "may hold only letters, digits, '.', '_' and '-' (max 63)")
-    settings = TaggingSettings(prefix, template, ts_format, timezone, scope, cluster)  # type: ignore[arg-type]
-    _check_sample_tag(settings)
-    return settings
+    _check_sample_tag(tagging)
+    return tagging
 
 
 def _check_sample_tag(tagging: TaggingSettings) -> None:
@@ -312,39 +333,15 @@ def _check_sample_tag(tagging: TaggingSettings) -> None:
         )
 
 
-def _namespaces(raw: object) -> NamespaceSettings:
-    section = _expect_mapping(raw, "namespaces")
-    d = NamespaceSettings()
-    _check_keys(section, {"include", "exclude"}, "namespaces.")
-    return NamespaceSettings(
-        include=_globs(section, "include", d.include, "namespaces.include"),
-        exclude=_globs(section, "exclude", d.exclude, "namespaces.exclude"),
-    )
-
-
 def _registry(raw: object, index: int) -> RegistrySettings:
     path = f"registries[{index}]"
-    section = _expect_mapping(raw, path)
-    allowed = {"host", "type", "credentials", "ca_file", "insecure", "connect_timeout", "read_timeout"}
-    _check_keys(section, allowed, f"{path}.")
-    host = section.get("host")
-    if not isinstance(host, str) or not host:
+    values = _read_fields(RegistrySettings, raw, path)
+    host = values.get("host")
+    if not host:
         raise ConfigError(f"{path}.host", "is required: the registry host as it appears in image names")
     if not _HOST_RE.fullmatch(host):
         raise ConfigError(f"{path}.host", f"{host!r} is not a host or host:port (no scheme, no path)")
-    kind = _str(section, "type", "oci", f"{path}.type")
-    if kind not in REGISTRY_TYPES:
-        raise ConfigError(f"{path}.type", f"must be harbor or oci, got {kind!r}")
-    d = RegistrySettings(host=host)
-    return RegistrySettings(
-        host=host,
-        type=kind,  # type: ignore[arg-type]
-        credentials=_opt_str(section, "credentials", f"{path}.credentials"),
-        ca_file=_opt_str(section, "ca_file", f"{path}.ca_file"),
-        insecure=_bool(section, "insecure", d.insecure, f"{path}.insecure"),
-        connect_timeout=_number(section, "connect_timeout", d.connect_timeout, f"{path}.connect_timeout"),
-        read_timeout=_number(section, "read_timeout", d.read_timeout, f"{path}.read_timeout"),
-    )
+    return RegistrySettings(**values)
 
 
 def _registries(raw: object) -> tuple[RegistrySettings, ...]:
@@ -362,99 +359,37 @@ def _registries(raw: object) -> tuple[RegistrySettings, ...]:
     return registries
 
 
-def _webhook(raw: object) -> WebhookSettings:
-    section = _expect_mapping(raw, "webhook")
-    d = WebhookSettings()
-    _check_keys(section, {"store_budget_seconds", "max_body_bytes"}, "webhook.")
-    return WebhookSettings(
-        store_budget_seconds=_number(
-            section, "store_budget_seconds", d.store_budget_seconds, "webhook.store_budget_seconds"
-        ),
-        max_body_bytes=_int(section, "max_body_bytes", d.max_body_bytes, "webhook.max_body_bytes"),
-    )
+def check_registry_files(settings: Settings) -> None:
+    """Each configured `ca_file` is a readable file; raises ConfigError naming the key otherwise.
 
-
-def _listener(raw: object) -> ListenerSettings:
-    section = _expect_mapping(raw, "listener")
-    d = ListenerSettings()
-    allowed = {
-        "workers",
-        "imageid_wait_seconds",
-        "reconcile_interval_seconds",
-        "max_attempts",
-        "rate_limit_per_second",
-        "dry_run",
-        "watch_read_timeout_seconds",
-        "watch_backoff_max_seconds",
-        "lease_duration_seconds",
-        "claim_ttl_seconds",
-        "failed_retry_seconds",
-    }
-    _check_keys(section, allowed, "listener.")
-    return ListenerSettings(
-        workers=_int(section, "workers", d.workers, "listener.workers"),
-        imageid_wait_seconds=_number(
-            section, "imageid_wait_seconds", d.imageid_wait_seconds, "listener.imageid_wait_seconds"
-        ),
-        reconcile_interval_seconds=_number(
-            section,
-            "reconcile_interval_seconds",
-            d.reconcile_interval_seconds,
-            "listener.reconcile_interval_seconds",
-        ),
-        max_attempts=_int(section, "max_attempts", d.max_attempts, "listener.max_attempts"),
-        rate_limit_per_second=_number(
-            section, "rate_limit_per_second", d.rate_limit_per_second, "listener.rate_limit_per_second"
-        ),
-        dry_run=_bool(section, "dry_run", d.dry_run, "listener.dry_run"),
-        watch_read_timeout_seconds=_number(
-            section,
-            "watch_read_timeout_seconds",
-            d.watch_read_timeout_seconds,
-            "listener.watch_read_timeout_seconds",
-        ),
-        watch_backoff_max_seconds=_number(
-            section,
-            "watch_backoff_max_seconds",
-            d.watch_backoff_max_seconds,
-            "listener.watch_backoff_max_seconds",
-        ),
-        lease_duration_seconds=_number(
-            section, "lease_duration_seconds", d.lease_duration_seconds, "listener.lease_duration_seconds"
-        ),
-        claim_ttl_seconds=_number(
-            section, "claim_ttl_seconds", d.claim_ttl_seconds, "listener.claim_ttl_seconds"
-        ),
-        failed_retry_seconds=_number(
-            section, "failed_retry_seconds", d.failed_retry_seconds, "listener.failed_retry_seconds"
-        ),
-    )
+    Only the commands that talk to registries call this (the webhook reads the same file but mounts no
+    registry CA). A missing `credentials` file is not an error here: the Secret behind it may be created
+    after the listener starts (it is re-read when it appears), and `registry check` names it."""
+    for i, registry in enumerate(settings.registries):
+        if registry.ca_file is None:
+            continue
+        try:
+            Path(registry.ca_file).open("rb").close()
+        except FileNotFoundError:
+            raise ConfigError(f"registries[{i}].ca_file", f"no such file: {registry.ca_file}") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(
+                f"registries[{i}].ca_file", f"cannot read {registry.ca_file}: {reason}"
+            ) from None
 
 
 def settings_from_dict(raw: object, env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from parsed YAML (None = empty file) and environment overrides."""
     top = _expect_mapping(raw, "(top level)")
-    allowed = {"store", "tagging", "namespaces", "registries", "webhook", "listener"}
-    for key in top:
-        if key not in allowed:
-            raise ConfigError(key, f"unknown key (known: {', '.join(sorted(allowed))})")
-    store = _store(top.get("store"))
-    environ = os.environ if env is None else env
-    url_override = environ.get(ENV_STORE_URL)
-    if url_override:
-        store = StoreSettings(
-            url=validate_store_url(url_override, ENV_STORE_URL),
-            timeout_seconds=store.timeout_seconds,
-            admission_ttl_seconds=store.admission_ttl_seconds,
-            ledger_max_entries=store.ledger_max_entries,
-        )
+    _check_keys(top, (f.name for f in fields(Settings)), "")
     return Settings(
-        store=store,
+        store=_store(top.get("store"), os.environ if env is None else env),
         tagging=_tagging(top.get("tagging")),
-        namespaces=_namespaces(top.get("namespaces")),
+        namespaces=_section(NamespaceSettings, top.get("namespaces"), "namespaces"),
         registries=_registries(top.get("registries")),
-        webhook=_webhook(top.get("webhook")),
-        listener=_listener(top.get("listener")),
+        webhook=_section(WebhookSettings, top.get("webhook"), "webhook"),
+        listener=_section(ListenerSettings, top.get("listener"), "listener"),
     )
 
 

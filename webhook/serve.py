@@ -143,13 +143,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from pulltag.store import open_store
         from webhook.app import create_app
 
-        store = open_store(
-            settings.store.url,
-            timeout_seconds=settings.store.timeout_seconds,
-            admission_ttl_seconds=settings.store.admission_ttl_seconds,
-            ledger_max_entries=settings.store.ledger_max_entries,
-        )
-        return create_app(settings, store)
+        return create_app(settings, open_store(settings.store))
 
     try:
         return serve(options, load_app)

@@ -10,7 +10,7 @@ from pulltag.store.base import (
     StoreUnavailable,
     redact_url,
 )
-from pulltag.store.factory import open_store
+from pulltag.store.factory import StoreMissing, open_store
 
 __all__ = [
     "OUTCOMES",
@@ -19,6 +19,7 @@ __all__ = [
     "Outcome",
     "Store",
     "StoreError",
+    "StoreMissing",
     "StoreUnavailable",
     "open_store",
     "redact_url",

@@ -89,7 +89,7 @@ INSERT OR IGNORE INTO ledger_count (one, n) VALUES (1, 0);
 _UNAVAILABLE_MARKERS = ("locked", "busy", "unable to open", "disk i/o", "readonly", "read-only", "full")
 
 
-def _path_of(url: str) -> str:
+def sqlite_path(url: str) -> str:
     """The file's absolute path: `sqlite:///var/lib/pulltag/pulltag.db` -> `/var/lib/pulltag/pulltag.db`.
 
     The path is what follows `sqlite://`, as in the documented default, so it is always absolute;
@@ -113,7 +113,7 @@ class SQLiteStore(Store):
         ledger_max_entries: int = 100_000,
     ) -> None:
         self.url = url
-        self._path = _path_of(url)
+        self._path = sqlite_path(url)
         self._timeout = timeout_seconds
         self._admission_ttl = admission_ttl_seconds
         self._ledger_max = ledger_max_entries

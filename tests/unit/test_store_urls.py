@@ -6,7 +6,7 @@ import pytest
 
 from pulltag.store import StoreError, open_store
 from pulltag.store.redis import RedisStore
-from pulltag.store.sqlite import _path_of
+from pulltag.store.sqlite import sqlite_path
 
 
 @pytest.mark.parametrize(
@@ -19,13 +19,13 @@ from pulltag.store.sqlite import _path_of
     ],
 )
 def test_sqlite_path_is_absolute(url: str, path: str) -> None:
-    assert _path_of(url) == path
+    assert sqlite_path(url) == path
 
 
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite:////", "sqlite://rel.db"])
 def test_sqlite_url_without_file_is_rejected(url: str) -> None:
     with pytest.raises(StoreError):
-        _path_of(url)
+        sqlite_path(url)
 
 
 def test_redis_store_never_shows_its_password() -> None:
