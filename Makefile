@@ -14,7 +14,7 @@ test: system-deps $(STAMP) lint types layering
 	$(BIN)/python -m tests.run_pytest tests
 
 demo: system-deps $(STAMP)
-	$(BIN)/pulltag demo
+	$(BIN)/python -m tests.demo
 
 soak: system-deps $(STAMP)
 	PULLTAG_SOAK=1 $(BIN)/python -m tests.run_pytest tests/chaos
