@@ -31,6 +31,8 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +55,36 @@ _BACKDATE = dt.timedelta(minutes=5)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# Kubernetes names: a Service and a namespace are DNS-1123 labels, a Secret a DNS-1123 subdomain.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+class CertArgumentError(ValueError):
+    """An argument no certificate should be made for; `str()` is one line naming it."""
+
+
+def _check_name(option: str, value: str, *, subdomain: bool = False) -> None:
+    labels = value.split(".") if subdomain else [value]
+    limit = 253 if subdomain else 63
+    if len(value) > limit or not all(_DNS1123_LABEL.fullmatch(label) for label in labels):
+        kind = "subdomain" if subdomain else "label"
+        dots = " (dots between labels)" if subdomain else ""
+        raise CertArgumentError(
+            f"{option} {value!r} is not a DNS-1123 {kind}: lower-case letters, digits and '-'{dots}, "
+            f"starting and ending with a letter or digit, at most {limit} characters"
+        )
+
+
+def check_arguments(
+    *, service: str, namespace: str, secret_name: str, days: int, ca_days: int, renew_within_days: int
+) -> None:
+    """Refuse, with one line naming the option, what Kubernetes or X.509 would refuse later."""
+    if days < 1 or ca_days < 1 or renew_within_days < 0:
+        raise CertArgumentError("--days and --ca-days must be at least 1, --renew-within-days at least 0")
+    _check_name("--service", service)
+    _check_name("--namespace", namespace)
+    _check_name("--secret-name", secret_name, subdomain=True)
+
 
 @dataclass(frozen=True)
 class CertResult:
@@ -61,6 +93,8 @@ class CertResult:
     leaf_created: bool
     leaf_not_after: dt.datetime
     sans: tuple[str, ...]
+    # Set when the CA ends before the serving lifetime asked for: the leaf ends with the CA instead.
+    capped_by_ca: dt.datetime | None = None
 
 
 def service_sans(service: str, namespace: str) -> list[str]:
@@ -258,8 +292,14 @@ def generate(
     now: dt.datetime | None = None,
 ) -> CertResult:
     """Create or renew the CA and the leaf in `out`, and (re)write the manifests derived from them."""
-    if days < 1 or ca_days < 1 or renew_within_days < 0:
-        raise ValueError("--days and --ca-days must be at least 1, --renew-within-days at least 0")
+    check_arguments(
+        service=service,
+        namespace=namespace,
+        secret_name=secret_name,
+        days=days,
+        ca_days=ca_days,
+        renew_within_days=renew_within_days,
+    )
     when = now or dt.datetime.now(dt.UTC)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -276,14 +316,19 @@ def generate(
 
     leaf = None if force or ca_created else _load_pair(folder / "tls.crt", folder / "tls.key")
     reason = _leaf_reason(leaf, ca[0], sans, renew_before)
+    capped_by_ca = None
     if reason is not None or leaf is None:
         log.info("creating the serving certificate (%s)", reason or "forced")
         leaf = make_leaf(ca[0], ca[1], sans, days, when)
         # Key first: a server that reloads on the certificate's change then finds the matching key.
         _write(folder / "tls.key", _pem_key(leaf[1]), 0o600)
         _write(folder / "tls.crt", _pem_cert(leaf[0]))
+        if ca[0].not_valid_after_utc < when + dt.timedelta(days=days):
+            capped_by_ca = ca[0].not_valid_after_utc
     _write_manifests(folder, ca[0], leaf, secret_name, namespace)
-    return CertResult(folder, ca_created, reason is not None, leaf[0].not_valid_after_utc, tuple(sans))
+    return CertResult(
+        folder, ca_created, reason is not None, leaf[0].not_valid_after_utc, tuple(sans), capped_by_ca
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -343,8 +388,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             force=args.force,
             secret_name=args.secret_name,
         )
+    except CertArgumentError as exc:
+        print(f"pulltag certs: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
-        print(f"pulltag certs: {exc}")
+        print(f"pulltag certs: {exc}", file=sys.stderr)
         return 1
     print(f"CA:   {'created' if result.ca_created else 'kept'} ({result.out / 'ca.crt'})")
     print(
@@ -352,4 +400,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"valid until {result.leaf_not_after:%Y-%m-%d}, for {', '.join(result.sans)}"
     )
     print(f"wrote secret.yaml, cabundle.txt, webhook-cabundle-patch.yaml in {result.out}")
+    if result.capped_by_ca is not None:
+        ends = f"{result.capped_by_ca:%Y-%m-%d}"
+        print(
+            f"pulltag certs: warning: the CA expires {ends}, before the {args.days} days asked for:"
+            " the serving certificate ends with it (raise --ca-days and renew both with --force)",
+            file=sys.stderr,
+        )
     return 0
