@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pulltag.certs import generate
+from pulltag.certs import CertArgumentError, generate
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -129,3 +130,68 @@ def test_generate_sh_calls_pulltag_certs(tmp_path: Path) -> None:
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="days"):
         generate(tmp_path, days=0)
+
+
+@pytest.mark.parametrize(
+    ("option", "kwargs"),
+    [
+        ("--namespace", {"namespace": "Bad_NS!"}),
+        ("--namespace", {"namespace": "UPPER"}),
+        ("--namespace", {"namespace": "-lead"}),
+        ("--namespace", {"namespace": "a" * 64}),
+        ("--namespace", {"namespace": "a.b"}),  # a namespace is a label, not a subdomain
+        ("--service", {"service": "web_hook"}),
+        ("--service", {"service": ""}),
+        ("--secret-name", {"secret_name": "tls..x"}),
+        ("--secret-name", {"secret_name": "TLS"}),
+    ],
+)
+def test_names_must_be_dns1123(tmp_path: Path, option: str, kwargs: dict[str, str]) -> None:
+    with pytest.raises(CertArgumentError) as info:
+        generate(tmp_path / "out", now=NOW, **kwargs)  # type: ignore[arg-type]
+    assert str(info.value).startswith(f"{option} ")
+    assert "DNS-1123" in str(info.value)
+    assert not (tmp_path / "out").exists()  # nothing written for a refused name
+
+
+def test_valid_names_pass(tmp_path: Path) -> None:
+    result = generate(
+        tmp_path, service="a" * 63, namespace="platform-tools", secret_name="tls.web-1", now=NOW
+    )
+    assert result.sans[1] == "a" * 63 + ".platform-tools"
+
+
+def test_cli_refuses_a_bad_namespace_with_one_line(tmp_path: Path) -> None:
+    proc = _certs(tmp_path, "--namespace", "Bad_NS!")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "pulltag certs: --namespace 'Bad_NS!' is not a DNS-1123 label: lower-case letters, digits and '-', "
+        "starting and ending with a letter or digit, at most 63 characters"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ca_ending_first_caps_the_leaf_and_says_so(tmp_path: Path) -> None:
+    result = generate(tmp_path, days=365, ca_days=100, now=NOW)
+    ca_end = cert(tmp_path / "ca.crt").not_valid_after_utc
+    assert result.leaf_not_after == ca_end == result.capped_by_ca
+    # the CLI says it in one warning line and still succeeds
+    proc = _certs(tmp_path, "--days", "365", "--ca-days", "100", "--force")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("pulltag certs: warning")]
+    assert len(warnings) == 1
+    assert "the CA expires" in warnings[0] and "365 days" in warnings[0] and "--ca-days" in warnings[0]
+
+
+def test_no_warning_when_the_ca_outlives_the_leaf(tmp_path: Path) -> None:
+    assert generate(tmp_path, days=365, ca_days=3650, now=NOW).capped_by_ca is None
+    proc = _certs(tmp_path, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert "pulltag certs: warning" not in proc.stderr
+
+
+def _certs(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "pulltag", "certs", "--out", str(tmp_path / "out"), *args]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env={**os.environ, "PULLTAG_CONFIG": ""}
+    )
