@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import pytest
 import yaml
@@ -15,9 +16,15 @@ from hypothesis import strategies as st
 
 from pulltag.config import (
     ConfigError,
+    ListenerSettings,
+    NamespaceSettings,
     RegistrySettings,
     Settings,
+    StoreSettings,
+    TaggingSettings,
+    WebhookSettings,
     canonical_host,
+    check_registry_files,
     load_settings,
     settings_from_dict,
 )
@@ -241,3 +248,101 @@ def test_listener_watch_and_lease_timing_can_be_set() -> None:
     assert s.listener.watch_read_timeout_seconds == 3.0
     assert s.listener.watch_backoff_max_seconds == 2.5
     assert s.listener.lease_duration_seconds == 4.0
+
+
+# A value of each field type that differs from every default, to show each key is read into its field.
+SAMPLES: dict[object, Any] = {
+    str: "x-1",
+    str | None: "/etc/pulltag/file",
+    bool: True,
+    float: 7.5,
+    int: 7,
+    tuple[str, ...]: ["team-*"],
+}
+SECTIONS = {
+    "store": StoreSettings,
+    "tagging": TaggingSettings,
+    "namespaces": NamespaceSettings,
+    "webhook": WebhookSettings,
+    "listener": ListenerSettings,
+}
+# Fields whose section adds a rule beyond the type: a valid value other than the default.
+SPECIAL = {
+    ("store", "url"): "redis://127.0.0.1:6379/3",
+    ("tagging", "template"): "{prefix}-{cluster}_{timestamp}",
+    ("tagging", "timestamp_format"): "%Y%m%d",
+    ("tagging", "timezone"): "Europe/Berlin",
+    ("tagging", "scope"): "every",
+}
+FIELDS = [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+@pytest.mark.parametrize(("section", "key"), FIELDS, ids=[f"{s}.{k}" for s, k in FIELDS])
+def test_every_field_of_a_section_is_a_key(section: str, key: str) -> None:
+    cls = SECTIONS[section]
+    value = SPECIAL[(section, key)] if (section, key) in SPECIAL else SAMPLES[get_type_hints(cls)[key]]
+    settings = settings_from_dict({section: {key: value}}, env={})
+    read = getattr(getattr(settings, section), key)
+    assert read == (tuple(value) if isinstance(value, list) else value)
+    assert read != getattr(cls(), key)
+
+
+@pytest.mark.parametrize("section", [*SECTIONS, "registries"])
+def test_unknown_key_names_the_fields_as_known_keys(section: str) -> None:
+    raw: dict[str, Any] = {section: {"bogus": 1}}
+    cls: type[Any] = SECTIONS.get(section, RegistrySettings)
+    path = f"{section}.bogus"
+    if section == "registries":
+        raw = {"registries": [{"host": "r.io", "bogus": 1}]}
+        path = "registries[0].bogus"
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict(raw, env={})
+    assert info.value.key == path
+    known = ", ".join(sorted(f.name for f in dataclasses.fields(cls)))
+    assert info.value.reason == f"unknown key (known: {known})"
+
+
+def test_every_registry_field_is_a_key(tmp_path: Path) -> None:
+    raw = {
+        "host": "r.io:5000",
+        "type": "harbor",
+        "credentials": "/c.json",
+        "ca_file": "/ca.pem",
+        "insecure": True,
+        "connect_timeout": 1.5,
+        "read_timeout": 9,
+    }
+    assert set(raw) == {f.name for f in dataclasses.fields(RegistrySettings)}
+    (registry,) = settings_from_dict({"registries": [raw]}, env={}).registries
+    assert dataclasses.asdict(registry) == {**raw, "read_timeout": 9.0}
+
+
+def _with_ca(path: object) -> Settings:
+    return settings_from_dict(
+        {"registries": [{"host": "a.io"}, {"host": "b.io", "ca_file": str(path)}]}, env={}
+    )
+
+
+def test_a_missing_ca_file_names_the_key(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.pem"
+    with pytest.raises(ConfigError) as info:
+        check_registry_files(_with_ca(missing))
+    assert str(info.value) == f"config: registries[1].ca_file: no such file: {missing}"
+
+
+def test_an_unreadable_ca_file_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_registry_files(_with_ca(tmp_path))  # a directory
+    assert info.value.key == "registries[1].ca_file"
+    assert info.value.reason.startswith(f"cannot read {tmp_path}: ")
+
+
+def test_a_readable_ca_file_and_a_missing_credentials_file_pass(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = settings_from_dict(
+        {"registries": [{"host": "b.io", "ca_file": str(ca), "credentials": str(tmp_path / "none.json")}]},
+        env={},
+    )
+    check_registry_files(settings)  # raises on a problem; a Secret may be mounted after start
+    assert settings.registries[0].ca_file == str(ca)
