@@ -359,10 +359,13 @@ def test_outcome_literal_values(store: Store) -> None:
 # --- lifecycle ------------------------------------------------------------------------------------------
 def test_ping_and_close(make_store: StoreFactory) -> None:
     store = make_store()
-    store.ping()
-    store.claim("k", 60)
+    store.ping()  # raises StoreUnavailable unless the store answers
+    assert store.claim("k", 60)
     store.close()
-    store.close()  # idempotent
+    store.close()  # idempotent: a second close raises nothing
+    other = make_store()
+    other.ping()
+    assert not other.claim("k", 60)  # what the closed store wrote is kept
 
 
 def test_store_usable_after_close(make_store: StoreFactory) -> None:
