@@ -278,3 +278,15 @@ def test_read_only_commands_never_create_a_store(tmp_path: Path, command: str) -
         assert url in lines[0] and "does not exist" in lines[0]
         assert proc.stdout == ""
     assert not (tmp_path / "not").exists()  # no directory made either
+
+
+def test_the_demo_runs_from_the_checkout() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m tests.demo") and "--keep" in proc.stdout
