@@ -1,4 +1,4 @@
-"""The whole chain on one machine: the test world the end-to-end suite and `pulltag demo` run in.
+"""The whole chain on one machine: the test world the end-to-end suite and `make demo` (tests/demo.py) run in.
 
 - the fake Kubernetes API server, loaded with the Namespaces, RBAC and WebhookConfigurations
   **rendered from `manifests/`** (so a missing or excess permission, or a wrong exemption, shows);
