@@ -49,11 +49,13 @@ def _step(argv: list[str], cwd: Path) -> None:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     base = tmp_path_factory.mktemp("wheel")
-    # Build from a copy of what the package is made of, so the build leaves nothing in the source tree.
+    # Build from a copy of what the package is made of (the top-level files such as pyproject.toml,
+    # README and licence, and the product packages), so the build leaves nothing in the source tree.
     source = base / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, source / name)
+    for path in ROOT.iterdir():
+        if path.is_file():
+            shutil.copy2(path, source / path.name)
     for package in PRODUCT:
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     _step([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "dist"), "."], source)
