@@ -22,8 +22,6 @@ ENV_STORE_URL = "PULLTAG_STORE_URL"
 
 DEFAULT_STORE_URL = "sqlite:///var/lib/pulltag/pulltag.db"
 TEMPLATE_VARIABLES = frozenset({"prefix", "namespace", "timestamp", "cluster", "pod", "container", "node"})
-SCOPES = ("image", "namespace", "every")
-REGISTRY_TYPES = ("harbor", "oci")
 
 # The OCI distribution tag grammar; a rendered tag must match it, so the prefix must too.
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
