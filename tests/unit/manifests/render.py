@@ -106,7 +106,15 @@ def helm_template(
 ) -> list[Obj]:
     """`helm template` of charts/pulltag with `values` (given as JSON on stdin: JSON is YAML)."""
     proc = helm_run(
-        which, "template", release, str(CHART), "--namespace", namespace, "--values", "-", stdin=json.dumps(values)
+        which,
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--values",
+        "-",
+        stdin=json.dumps(values),
     )
     assert proc.returncode == 0, f"{which} template failed:\n{proc.stderr}"
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
@@ -133,7 +141,7 @@ def copy_manifests(dest: Path) -> Path:
     return target
 
 
-def write_generated(generated: Path) -> bytes:
+def write_generated(generated: Path, namespace: str = NAMESPACE) -> bytes:
     """Fill generated/ with `pulltag certs` (or the documented equivalent); return the CA's PEM."""
     generated.mkdir(parents=True, exist_ok=True)
     if importlib.util.find_spec("pulltag.certs") is not None:
@@ -148,7 +156,7 @@ def write_generated(generated: Path) -> bytes:
                 "--service",
                 SERVICE,
                 "--namespace",
-                NAMESPACE,
+                namespace,
             ],
             capture_output=True,
             text=True,
@@ -158,7 +166,7 @@ def write_generated(generated: Path) -> bytes:
         )
         assert proc.returncode == 0, f"pulltag certs failed:\n{proc.stdout}\n{proc.stderr}"
     else:
-        _write_documented_equivalent(generated)
+        _write_documented_equivalent(generated, namespace)
     for name in ("tls.crt", "tls.key", "ca.crt", "webhook-cabundle-patch.yaml"):
         assert (generated / name).is_file(), f"generated/{name} missing"
     return (generated / "ca.crt").read_bytes()
@@ -182,7 +190,7 @@ def cabundle_patch(ca_pem: bytes) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def _write_documented_equivalent(generated: Path) -> None:
+def _write_documented_equivalent(generated: Path, namespace: str) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -203,7 +211,7 @@ def _write_documented_equivalent(generated: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    host = f"{SERVICE}.{NAMESPACE}.svc"
+    host = f"{SERVICE}.{namespace}.svc"
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))

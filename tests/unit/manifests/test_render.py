@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.unit.manifests.render import (
+    CHART_VARIANTS,
     MANIFESTS,
     MUTATING,
     NAMESPACE,
@@ -19,7 +20,6 @@ from tests.unit.manifests.render import (
     SCRIPT_CERT_VARIANTS,
     VALIDATING,
     VARIANTS,
-    CHART_VARIANTS,
     Rendered,
     copy_manifests,
     kubectl,
