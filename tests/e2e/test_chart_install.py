@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,6 @@ pytestmark = pytest.mark.timeout(300)
 NAMESPACE = "platform-tools"
 SERVICE_HOST = f"pulltag-webhook.{NAMESPACE}.svc"
 KEEP = "helm.sh/resource-policy"
-
 
 
 class ChartWebhook(WebhookServer):
@@ -68,7 +66,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         # the local server the way the Service would route it.
         store_url = f"redis://:{password}@127.0.0.1:{redis.port}/0"
         webhook = ChartWebhook(
-            workdir / "webhook", store_url, certs=certs, config=yaml.safe_load(config_map["data"]["config.yaml"])
+            workdir / "webhook",
+            store_url,
+            certs=certs,
+            config=yaml.safe_load(config_map["data"]["config.yaml"]),
         )
         webhook.start()
         api.route_service(NAMESPACE, "pulltag-webhook", 443, target_port=webhook.port)
@@ -123,7 +124,9 @@ def test_installed_chart_annotates_and_records_pods(installed: dict[str, Any]) -
         store.close()
     assert record is not None and record.images["containers"] == {"web": "registry.example.com/shop/web:1.0"}
     # The release namespace itself is exempt (the chart's own-namespace exemption).
-    own = api.create("pods", {**_pod("own"), "metadata": {"name": "own", "namespace": NAMESPACE}}, NAMESPACE, admit=True)
+    own = api.create(
+        "pods", {**_pod("own"), "metadata": {"name": "own", "namespace": NAMESPACE}}, NAMESPACE, admit=True
+    )
     assert _annotation(own) is None
 
 
@@ -131,7 +134,11 @@ def test_uninstall_leaves_no_webhook_and_keeps_the_ledger(installed: dict[str, A
     api: FakeKubeAPI = installed["api"]
     objects: list[dict[str, Any]] = installed["objects"]
     api.create("pods", _pod("web-before"), "shop", admit=True)
-    kept = {(o["kind"], o["metadata"]["name"]) for o in objects if (o["metadata"].get("annotations") or {}).get(KEEP) == "keep"}
+    kept = {
+        (o["kind"], o["metadata"]["name"])
+        for o in objects
+        if (o["metadata"].get("annotations") or {}).get(KEEP) == "keep"
+    }
     assert kept == {
         ("Namespace", NAMESPACE),
         ("PersistentVolumeClaim", "pulltag-redis-data"),

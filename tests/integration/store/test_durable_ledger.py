@@ -26,7 +26,9 @@ EPHEMERAL_ARGS = ["redis-server", "--save", "", "--appendonly", "no", "--dir", "
 
 
 def _store_args(objects: list[dict[str, object]]) -> list[str]:
-    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "pulltag-redis"]  # type: ignore[index]
+    (deployment,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "pulltag-redis"
+    ]  # type: ignore[index]
     (container,) = pod_spec(deployment)["containers"]
     args: list[str] = container["args"]
     return args
@@ -103,7 +105,9 @@ def _write(url: str) -> None:
     try:
         for n in range(5):
             store.append_ledger(_entry(n))
-        store.put_admission(AdmissionRecord(uid="uid-1", namespace="shop", name="web-1", images={"containers": {"web": "x"}}))
+        store.put_admission(
+            AdmissionRecord(uid="uid-1", namespace="shop", name="web-1", images={"containers": {"web": "x"}})
+        )
     finally:
         store.close()
 
@@ -128,7 +132,9 @@ def _aof_holds(data: Path, marker: bytes) -> bool:
 
 
 @pytest.mark.parametrize("source", ["manifests", "chart"])
-def test_ledger_survives_a_restart(rendered_args: dict[str, list[str]], source: str, tmp_path: Path, started: list[Server]) -> None:
+def test_ledger_survives_a_restart(
+    rendered_args: dict[str, list[str]], source: str, tmp_path: Path, started: list[Server]
+) -> None:
     args = rendered_args[source]
     assert args[args.index("--appendonly") + 1] == "yes"
     server = Server(args, tmp_path)
@@ -155,7 +161,9 @@ def test_ledger_survives_a_crash_once_the_append_only_file_has_it(
     started.append(server.start())
     _write(server.url())
     # appendfsync everysec: the file has every entry within about a second
-    _wait_for(lambda: _aof_holds(server.data, _entry(4).tag.encode()), "the append-only file to hold the ledger")
+    _wait_for(
+        lambda: _aof_holds(server.data, _entry(4).tag.encode()), "the append-only file to hold the ledger"
+    )
     server.process.signal(signal.SIGKILL)
     _wait_for(lambda: not server.process.running, "the store to die")
     server.start()
@@ -163,7 +171,9 @@ def test_ledger_survives_a_crash_once_the_append_only_file_has_it(
 
 
 @pytest.mark.parametrize("source", ["manifests", "chart"])
-def test_the_store_requires_its_password(rendered_args: dict[str, list[str]], source: str, tmp_path: Path, started: list[Server]) -> None:
+def test_the_store_requires_its_password(
+    rendered_args: dict[str, list[str]], source: str, tmp_path: Path, started: list[Server]
+) -> None:
     server = Server(rendered_args[source], tmp_path)
     started.append(server.start())
     client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=2)
