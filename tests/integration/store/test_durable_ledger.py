@@ -6,10 +6,13 @@ lose the ledger (so the test can tell the difference)."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -25,22 +28,27 @@ DIGEST = "sha256:" + "d" * 64
 EPHEMERAL_ARGS = ["redis-server", "--save", "", "--appendonly", "no", "--dir", "/data"]
 
 
-def _store_args(objects: list[dict[str, object]]) -> list[str]:
+def _store_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     (deployment,) = [
         o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "pulltag-redis"
-    ]  # type: ignore[index]
+    ]
     (container,) = pod_spec(deployment)["containers"]
-    args: list[str] = container["args"]
-    return args
+    found: dict[str, Any] = container
+    return found
 
 
 @pytest.fixture(scope="module")
-def rendered_args(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+def rendered_containers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     root = copy_manifests(tmp_path_factory.mktemp("ledger-manifests"))
     return {
-        "manifests": _store_args(kustomize(root / "base" / "app")),
-        "chart": _store_args(helm_template({})),
+        "manifests": _store_container(kustomize(root / "base" / "app")),
+        "chart": _store_container(helm_template({})),
     }
+
+
+@pytest.fixture(scope="module")
+def rendered_args(rendered_containers: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    return {source: list(c["args"]) for source, c in rendered_containers.items()}
 
 
 class Server:
@@ -191,3 +199,24 @@ def test_the_old_arguments_lose_the_ledger(tmp_path: Path, started: list[Server]
     server.process.stop()
     server.start()
     assert _ledger(server.url()) == []
+
+
+@pytest.mark.parametrize("source", ["manifests", "chart"])
+def test_readiness_probe_needs_the_password(
+    rendered_containers: dict[str, dict[str, Any]], source: str, tmp_path: Path, started: list[Server]
+) -> None:
+    """The rendered readiness probe (valkey-cli there, redis-cli here: same options) is ready with the
+    Secret's password and not ready with another."""
+    container = rendered_containers[source]
+    server = Server(container["args"], tmp_path)
+    started.append(server.start())
+    command = list(container["readinessProbe"]["exec"]["command"])
+    cli = require_binary("redis-cli", "redis-tools")
+    command[-1] = command[-1].replace("valkey-cli", cli).replace("-p 6379", f"-p {server.port}")
+
+    def probe(password: str) -> int:
+        env = {**os.environ, "STORE_PASSWORD": password}
+        return subprocess.run(command, env=env, capture_output=True, timeout=30, check=False).returncode
+
+    assert probe(PASSWORD) == 0
+    assert probe("wrong") != 0
