@@ -267,3 +267,13 @@ serving certificate. Memoised in .Values so both WebhookConfigurations and the S
 {{- (include "pulltag.selfSignedTLS" . | fromYaml).ca -}}
 {{- end -}}
 {{- end }}
+
+{{/* Combinations the schema cannot express: stop the install with one line naming the keys. */}}
+{{- define "pulltag.validate" -}}
+{{- if and (eq .Values.mode "single-pod") (or .Values.store.url .Values.store.existingSecret) -}}
+{{- fail "store.url and store.existingSecret apply to mode replicated: single-pod keeps SQLite on its own volume" -}}
+{{- end -}}
+{{- if and .Values.store.url .Values.store.existingSecret -}}
+{{- fail "set one of store.url and store.existingSecret, not both" -}}
+{{- end -}}
+{{- end }}

@@ -82,6 +82,19 @@ def test_a_typo_in_values_fails_the_install(which: str, values: dict[str, Any], 
     assert named in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"mode": "single-pod", "store": {"url": "redis://r:6379/0"}}, "store.url"),
+        ({"store": {"url": "redis://r:6379/0", "existingSecret": "s"}}, "store.existingSecret"),
+    ],
+)
+def test_contradicting_values_fail_the_install(values: dict[str, Any], named: str) -> None:
+    proc = helm_run("helm4", "template", "pulltag", str(CHART), "--values", "-", stdin=yaml.safe_dump(values))
+    assert proc.returncode != 0
+    assert named in proc.stderr, proc.stderr
+
+
 def test_image_by_digest_and_by_tag() -> None:
     for values, image in (
         ({}, "ghcr.io/pulltag/pulltag:0.1.0"),

@@ -92,6 +92,11 @@ def test_install_yaml_uses_the_given_image(image: str, expected: str) -> None:
     assert [o for o in objects if o["kind"] == "Secret"] == []
     kinds = {o["kind"] for o in objects}
     assert {"Namespace", "MutatingWebhookConfiguration", "Certificate", "PersistentVolumeClaim"} <= kinds
+    kv: Any = pytest.importorskip("kubernetes_validate")
+    for version in ("1.27", "1.35"):
+        for obj in objects:
+            if obj["apiVersion"] != "cert-manager.io/v1":
+                kv.validate(obj, version, strict=True)
 
 
 @pytest.mark.parametrize("image", ["registry.example.com/pulltag", "registry.example.com/pulltag@sha256:abc"])
