@@ -121,7 +121,9 @@ def helm_template(
 
 
 def kubectl() -> str | None:
-    return shutil.which("kubectl")
+    """kubectl on PATH, else the one `make tools` unpacked next to Helm 4 (same kustomize behaviour)."""
+    bundled = ROOT / ".tools" / "helm4" / "kubectl"
+    return shutil.which("kubectl") or (str(bundled) if bundled.is_file() else None)
 
 
 def kustomize(directory: Path) -> list[Obj]:
