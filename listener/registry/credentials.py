@@ -201,6 +201,21 @@ class _Index:
         return found
 
 
+# Set by the chart and manifests/ to the Secret mounted (optional) over the credentials file, so that a
+# missing Secret is named where the missing file is reported (`pulltag registry check`, tag failures).
+ENV_CREDENTIALS_SECRET = "PULLTAG_CREDENTIALS_SECRET"
+
+
+def _secret_hint(exc: OSError) -> str:
+    secret = os.environ.get(ENV_CREDENTIALS_SECRET, "")
+    if not secret or not isinstance(exc, FileNotFoundError):
+        return ""
+    return (
+        f" (the Secret {secret} is missing or has no key .dockerconfigjson: create it with"
+        f" `kubectl create secret docker-registry {secret} ...`)"
+    )
+
+
 class DockerConfigKeyring:
     """Credentials from a dockerconfigjson file, re-read when the file changes."""
 
@@ -222,7 +237,9 @@ class DockerConfigKeyring:
                     "credentials file %s unreadable (%s); keeping the last good copy", self.path, exc.strerror
                 )
                 return self._index
-            raise CredentialsError(f"credentials file {self.path} cannot be read: {exc.strerror}") from None
+            raise CredentialsError(
+                f"credentials file {self.path} cannot be read: {exc.strerror}{_secret_hint(exc)}"
+            ) from None
         stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             if self._index is not None and stamp == self._stamp:

@@ -1,4 +1,5 @@
-"""Fixtures: every kustomization of manifests/, rendered once per session on a temporary copy."""
+"""Fixtures: every kustomization of manifests/, and the Helm chart for the same settings, rendered once per
+session (kustomize on a temporary copy)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.unit.manifests.render import (
+    CHART_VARIANTS,
     SCRIPT_CERT_VARIANTS,
     VARIANTS,
     Rendered,
     copy_manifests,
+    helm_template,
     kubectl,
     kustomize,
     write_generated,
@@ -46,10 +49,12 @@ def rendered_all(
         else:
             # Everything else must render without generated/ at all.
             out[name] = Rendered(name, kustomize(manifests_without_generated / rel))
+    for name, (values, _) in CHART_VARIANTS.items():
+        out[name] = Rendered(name, helm_template(values))
     return out
 
 
-@pytest.fixture(params=list(VARIANTS))
+@pytest.fixture(params=[*VARIANTS, *CHART_VARIANTS])
 def rendered(request: pytest.FixtureRequest, rendered_all: dict[str, Rendered]) -> Rendered:
-    """Each variant in turn."""
+    """Each kustomize variant and each chart variant in turn."""
     return rendered_all[str(request.param)]

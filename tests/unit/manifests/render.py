@@ -1,12 +1,15 @@
 """Render the kustomizations of manifests/ as `kubectl kustomize` does, on a temporary copy whose
 manifests/base/generated/ holds certificates from `pulltag certs` (or, until that command exists, an
-equivalent set made here with `cryptography` in the format manifests/README.md documents)."""
+equivalent set made here with `cryptography` in the format manifests/README.md documents); and the Helm
+chart charts/pulltag with `helm template` (Helm 3 and Helm 4, installed by `make tools`)."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import importlib.util
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFESTS = ROOT / "manifests"
+CHART = ROOT / "charts" / "pulltag"
 NAMESPACE = "pulltag-system"
 SERVICE = "pulltag-webhook"
 MUTATING = "annotate.pulltag.dev"
@@ -33,6 +37,15 @@ VARIANTS: dict[str, str] = {
 }
 # Variants that carry the certificate of certs/generate.sh (Secret + caBundle from generated/).
 SCRIPT_CERT_VARIANTS = ("default", "base", "single-pod")
+# The chart, rendered with these values for the same settings as a kustomization (tests/unit/chart
+# compares them object by object): variant name -> (values, the kustomize variant it must equal).
+CHART_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
+    "chart": ({"createNamespace": True}, "default"),
+    "chart-single-pod": ({"createNamespace": True, "mode": "single-pod"}, "single-pod"),
+    "chart-cert-manager": ({"createNamespace": True, "certManager": {"enabled": True}}, "cert-manager"),
+}
+# The Helm binaries `make tools` installs (PULLTAG_HELM3 / PULLTAG_HELM4 name others).
+HELMS: dict[str, str] = {"helm3": "PULLTAG_HELM3", "helm4": "PULLTAG_HELM4"}
 
 Obj = dict[str, Any]
 
@@ -59,9 +72,58 @@ class Rendered:
     def kinds(self, kind: str) -> list[Obj]:
         return [o for o in self.objects if o["kind"] == kind]
 
+    @property
+    def single_pod(self) -> bool:
+        return self.name.endswith("single-pod")
+
+    @property
+    def chart(self) -> bool:
+        return self.name.startswith("chart")
+
+    @property
+    def cert_manager(self) -> bool:
+        return self.name.endswith("cert-manager")
+
+
+def helm(which: str) -> str:
+    """The path of Helm 3 or Helm 4; fails (never skips) when missing: `make tools` installs both."""
+    path = Path(os.environ.get(HELMS[which]) or ROOT / ".tools" / which / "helm")
+    assert path.is_file() and os.access(path, os.X_OK), f"{which} not found at {path}: run `make tools`"
+    return str(path)
+
+
+def helm_run(which: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    # Helm's own cache and config in a temporary place: no repository, no plugin, no user file matters.
+    home = Path(os.environ.get("TMPDIR", "/tmp")) / "pulltag-helm"
+    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config")}
+    return subprocess.run(
+        [helm(which), *args], input=stdin, capture_output=True, text=True, timeout=120, check=False, env=env
+    )
+
+
+def helm_template(
+    values: dict[str, Any], namespace: str = NAMESPACE, which: str = "helm4", release: str = "pulltag"
+) -> list[Obj]:
+    """`helm template` of charts/pulltag with `values` (given as JSON on stdin: JSON is YAML)."""
+    proc = helm_run(
+        which,
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--values",
+        "-",
+        stdin=json.dumps(values),
+    )
+    assert proc.returncode == 0, f"{which} template failed:\n{proc.stderr}"
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
 
 def kubectl() -> str | None:
-    return shutil.which("kubectl")
+    """kubectl on PATH, else the one `make tools` unpacked next to Helm 4 (same kustomize behaviour)."""
+    bundled = ROOT / ".tools" / "helm4" / "kubectl"
+    return shutil.which("kubectl") or (str(bundled) if bundled.is_file() else None)
 
 
 def kustomize(directory: Path) -> list[Obj]:
@@ -81,7 +143,7 @@ def copy_manifests(dest: Path) -> Path:
     return target
 
 
-def write_generated(generated: Path) -> bytes:
+def write_generated(generated: Path, namespace: str = NAMESPACE) -> bytes:
     """Fill generated/ with `pulltag certs` (or the documented equivalent); return the CA's PEM."""
     generated.mkdir(parents=True, exist_ok=True)
     if importlib.util.find_spec("pulltag.certs") is not None:
@@ -96,7 +158,7 @@ def write_generated(generated: Path) -> bytes:
                 "--service",
                 SERVICE,
                 "--namespace",
-                NAMESPACE,
+                namespace,
             ],
             capture_output=True,
             text=True,
@@ -106,7 +168,7 @@ def write_generated(generated: Path) -> bytes:
         )
         assert proc.returncode == 0, f"pulltag certs failed:\n{proc.stdout}\n{proc.stderr}"
     else:
-        _write_documented_equivalent(generated)
+        _write_documented_equivalent(generated, namespace)
     for name in ("tls.crt", "tls.key", "ca.crt", "webhook-cabundle-patch.yaml"):
         assert (generated / name).is_file(), f"generated/{name} missing"
     return (generated / "ca.crt").read_bytes()
@@ -130,7 +192,7 @@ def cabundle_patch(ca_pem: bytes) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def _write_documented_equivalent(generated: Path) -> None:
+def _write_documented_equivalent(generated: Path, namespace: str) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -151,7 +213,7 @@ def _write_documented_equivalent(generated: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    host = f"{SERVICE}.{NAMESPACE}.svc"
+    host = f"{SERVICE}.{namespace}.svc"
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))

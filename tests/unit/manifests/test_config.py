@@ -7,7 +7,7 @@ import re
 import yaml
 
 from pulltag.config import DEFAULT_STORE_URL, Settings, settings_from_dict
-from tests.unit.manifests.render import Rendered
+from tests.unit.manifests.render import CHART, MANIFESTS, Rendered
 
 
 def _config_text(rendered: Rendered) -> str:
@@ -15,6 +15,12 @@ def _config_text(rendered: Rendered) -> str:
     assert set(config_map["data"]) == {"config.yaml"}
     text: str = config_map["data"]["config.yaml"]
     return text
+
+
+def test_config_file_is_the_same_everywhere(rendered: Rendered) -> None:
+    """One file: the chart's files/config.yaml is manifests/base/app/config.yaml."""
+    assert _config_text(rendered) == (MANIFESTS / "base" / "app" / "config.yaml").read_text(encoding="utf-8")
+    assert (CHART / "files" / "config.yaml").read_text(encoding="utf-8") == _config_text(rendered)
 
 
 def test_config_loads_and_keeps_defaults(rendered: Rendered) -> None:
@@ -39,7 +45,14 @@ def test_commented_registry_example_is_valid(rendered: Rendered) -> None:
     assert registry.credentials == "/etc/pulltag/registry/.dockerconfigjson"
 
 
-def test_registry_credentials_placeholder(rendered: Rendered) -> None:
-    secret = rendered.get("Secret", "pulltag-registry-credentials")
-    assert secret["type"] == "kubernetes.io/dockerconfigjson"
-    assert secret["stringData"] == {".dockerconfigjson": '{"auths":{}}'}
+def test_no_credentials_secret_is_shipped(rendered: Rendered) -> None:
+    """GitOps: a sync must never overwrite the credentials External Secrets or Vault wrote; the Secret is
+    referenced by name (optional, so the listener runs without it) and never rendered."""
+    assert ("Secret", "pulltag-registry-credentials") not in rendered.by_key
+    for secret in rendered.kinds("Secret"):
+        assert secret.get("type") != "kubernetes.io/dockerconfigjson", secret["metadata"]["name"]
+    for obj in rendered.kinds("Deployment"):
+        for volume in obj["spec"]["template"]["spec"]["volumes"]:
+            if volume["name"] == "registry-credentials":
+                assert volume["secret"]["secretName"] == "pulltag-registry-credentials"
+                assert volume["secret"]["optional"] is True

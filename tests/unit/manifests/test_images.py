@@ -1,4 +1,5 @@
-"""Images: pulltag's named once (components/image) with the project's version; Redis pinned."""
+"""Images: pulltag's named once (components/image, the chart's appVersion) with the project's version;
+the store is Valkey (BSD-3-Clause), pinned."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import tomllib
 
 import yaml
 
-from tests.unit.manifests.render import MANIFESTS, ROOT, Rendered, all_containers, pod_spec, workloads
+from tests.unit.manifests.render import CHART, MANIFESTS, ROOT, Rendered, all_containers, pod_spec, workloads
 
 IMAGE = "ghcr.io/pulltag/pulltag"
-REDIS = re.compile(r"^docker\.io/library/redis:\d+\.\d+\.\d+(-alpine)?$")
+STORE = re.compile(r"^docker\.io/valkey/valkey:\d+\.\d+\.\d+(-alpine)?$")
 
 
 def _version() -> str:
@@ -33,6 +34,9 @@ def test_image_set_once_with_project_version() -> None:
         assert f"{IMAGE}:" not in text, path
         if path.name == "kustomization.yaml":
             assert "images" not in (yaml.safe_load(text) or {}), path
+    # The chart's default tag is its appVersion: the same version.
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["appVersion"] == _version()
 
 
 def test_rendered_images(rendered: Rendered) -> None:
@@ -46,6 +50,6 @@ def test_rendered_images(rendered: Rendered) -> None:
                 assert c["image"] == expected
             else:
                 assert c["name"] == "redis"
-                assert REDIS.match(c["image"]), c["image"]
+                assert STORE.match(c["image"]), c["image"]
     assert expected in images
     assert not any(i.endswith(":latest") or ":" not in i.rsplit("/", 1)[-1] for i in images)

@@ -42,7 +42,7 @@ def test_cluster_role_exact(rendered: Rendered) -> None:
 def test_leader_election_role_exact(rendered: Rendered) -> None:
     roles = rendered.kinds("Role")
     bindings = rendered.kinds("RoleBinding")
-    if rendered.name == "single-pod":
+    if rendered.single_pod:
         # --no-leader-election: no Lease at all.
         assert roles == [] and bindings == []
         return
@@ -74,7 +74,7 @@ def test_webhook_service_account_has_no_bindings_and_no_token(rendered: Rendered
             assert subject.get("name") != "pulltag-webhook", binding["metadata"]["name"]
             assert subject["kind"] == "ServiceAccount"
     accounts = {o["metadata"]["name"]: o for o in rendered.kinds("ServiceAccount")}
-    if rendered.name == "single-pod":
+    if rendered.single_pod:
         assert set(accounts) == {"pulltag-listener"}
     else:
         assert set(accounts) == {"pulltag-webhook", "pulltag-listener"}

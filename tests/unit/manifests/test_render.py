@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.unit.manifests.render import (
+    CHART_VARIANTS,
     MANIFESTS,
     MUTATING,
     NAMESPACE,
@@ -31,7 +32,6 @@ COMMON = {
     ("ClusterRole", "pulltag-listener"),
     ("ClusterRoleBinding", "pulltag-listener"),
     ("ConfigMap", "pulltag-config"),
-    ("Secret", "pulltag-registry-credentials"),
     ("Service", "pulltag-webhook"),
     ("NetworkPolicy", "pulltag-default-deny-ingress"),
     ("MutatingWebhookConfiguration", MUTATING),
@@ -45,7 +45,9 @@ REPLICATED = {
     ("Deployment", "pulltag-listener"),
     ("Deployment", "pulltag-redis"),
     ("Service", "pulltag-redis"),
+    ("PersistentVolumeClaim", "pulltag-redis-data"),
     ("PodDisruptionBudget", "pulltag-webhook"),
+    ("PodDisruptionBudget", "pulltag-listener"),
     ("NetworkPolicy", "pulltag-webhook"),
     ("NetworkPolicy", "pulltag-listener"),
     ("NetworkPolicy", "pulltag-redis"),
@@ -69,6 +71,11 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "default": COMMON | REPLICATED | SCRIPT_TLS,
     "cert-manager": COMMON | REPLICATED | CERT_MANAGER,
     "single-pod": COMMON | SINGLE_POD,
+    # The chart makes the store's password (kustomize: created by you) and, without cert-manager, the
+    # webhook's certificate.
+    "chart": COMMON | REPLICATED | SCRIPT_TLS | {("Secret", "pulltag-store-password")},
+    "chart-single-pod": COMMON | SINGLE_POD,
+    "chart-cert-manager": COMMON | REPLICATED | CERT_MANAGER | {("Secret", "pulltag-store-password")},
 }
 CLUSTER_SCOPED = {
     "Namespace",
@@ -79,7 +86,9 @@ CLUSTER_SCOPED = {
 }
 # Custom resources the Kubernetes schemas do not describe: checked by the tests of the overlay instead.
 NOT_IN_KUBERNETES_SCHEMAS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
-SCHEMA_VERSIONS = ("1.30", "1.34")
+# Every Kubernetes version the chart supports (Chart.yaml kubeVersion >=1.27); kubernetes-validate
+# ships schemas up to 1.37.
+SCHEMA_VERSIONS = tuple(f"1.{minor}" for minor in range(27, 36))
 
 
 def test_every_kustomization_is_covered() -> None:
@@ -90,7 +99,7 @@ def test_every_kustomization_is_covered() -> None:
             continue
         found.add(path.parent.relative_to(MANIFESTS).as_posix())
     assert found == set(VARIANTS.values())
-    assert set(EXPECTED) == set(VARIANTS)
+    assert set(EXPECTED) == set(VARIANTS) | set(CHART_VARIANTS)
 
 
 def test_objects_are_exactly_the_expected_ones(rendered: Rendered) -> None:
@@ -134,7 +143,7 @@ def test_valid_against_kubernetes_schemas(rendered: Rendered, version: str) -> N
         assert used == version  # a schema of exactly that version, not an older fallback
         checked += 1
     assert checked + skipped == len(rendered.objects)
-    assert skipped == (4 if rendered.name == "cert-manager" else 0)
+    assert skipped == (4 if rendered.cert_manager else 0)
 
 
 def test_strict_schema_rejects_an_unknown_field() -> None:

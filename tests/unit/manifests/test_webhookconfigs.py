@@ -102,19 +102,21 @@ def test_service_port_matches(rendered: Rendered) -> None:
 
 
 def test_cert_manager_injection(rendered_all: dict[str, Rendered]) -> None:
-    rendered = rendered_all["cert-manager"]
-    certificate = rendered.get("Certificate", "pulltag-webhook")
-    source = f"{certificate['metadata']['namespace']}/{certificate['metadata']['name']}"
-    for kind, name, _, _ in CASES:
-        annotations = rendered.get(kind, name)["metadata"]["annotations"]
-        assert annotations == {"cert-manager.io/inject-ca-from": source}
-    for other in ("default", "base", "single-pod", "app"):
+    for variant in ("cert-manager", "chart-cert-manager"):
+        rendered = rendered_all[variant]
+        certificate = rendered.get("Certificate", "pulltag-webhook")
+        source = f"{certificate['metadata']['namespace']}/{certificate['metadata']['name']}"
+        for kind, name, _, _ in CASES:
+            annotations = rendered.get(kind, name)["metadata"]["annotations"]
+            assert annotations == {"cert-manager.io/inject-ca-from": source}
+    for other in ("default", "base", "single-pod", "app", "chart", "chart-single-pod"):
         for kind, name, _, _ in CASES:
             assert "annotations" not in rendered_all[other].get(kind, name)["metadata"]
 
 
-def test_cert_manager_chain(rendered_all: dict[str, Rendered]) -> None:
-    rendered = rendered_all["cert-manager"]
+@pytest.mark.parametrize("variant", ["cert-manager", "chart-cert-manager"])
+def test_cert_manager_chain(rendered_all: dict[str, Rendered], variant: str) -> None:
+    rendered = rendered_all[variant]
     selfsigned = rendered.get("Issuer", "pulltag-selfsigned")
     assert selfsigned["spec"] == {"selfSigned": {}}
     ca = rendered.get("Certificate", "pulltag-ca")

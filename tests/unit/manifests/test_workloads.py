@@ -20,7 +20,9 @@ from tests.unit.manifests.render import (
 )
 
 UID = 10001
-REDIS_URL = f"redis://pulltag-redis.{NAMESPACE}.svc:6379/0"
+# The namespace and the password are filled in by the kubelet ($(VAR) from the env entries above it).
+REDIS_URL = "redis://:$(STORE_PASSWORD)@pulltag-redis.$(POD_NAMESPACE).svc:6379/0"
+CONFIG_PATH = "/etc/pulltag/config.yaml"
 SQLITE_URL = "sqlite:///var/lib/pulltag/pulltag.db"
 WEBHOOK_ARGS = [
     "webhook",
@@ -135,7 +137,7 @@ def test_writable_tmp_and_volume_wiring(rendered: Rendered) -> None:
             for m in mounts.values():
                 assert m["name"] in volumes, f"{where}: mount of unknown volume {m['name']}"
         for v in volumes.values():
-            if "secret" in v:
+            if "secret" in v and not v["secret"].get("optional"):
                 assert v["secret"]["secretName"] in secrets, v
             if "configMap" in v:
                 assert v["configMap"]["name"] in config_maps, v
@@ -179,7 +181,7 @@ def test_listener_container(rendered: Rendered) -> None:
     found = _pulltag_containers(rendered, "listener")
     assert len(found) == 1
     obj, c = found[0]
-    single = rendered.name == "single-pod"
+    single = rendered.single_pod
     assert c["args"] == ([*LISTENER_ARGS, "--no-leader-election"] if single else LISTENER_ARGS)
     assert "command" not in c
     assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("metrics", 9090)]
@@ -191,6 +193,7 @@ def test_listener_container(rendered: Rendered) -> None:
     registry = volumes[mounts["/etc/pulltag/registry"]["name"]]["secret"]
     assert registry == {
         "secretName": "pulltag-registry-credentials",
+        "optional": True,
         "items": [{"key": ".dockerconfigjson", "path": ".dockerconfigjson"}],
     }
     assert pod_spec(obj)["serviceAccountName"] == "pulltag-listener"
@@ -206,13 +209,23 @@ def test_listener_container(rendered: Rendered) -> None:
 
 
 def test_store_urls(rendered: Rendered) -> None:
-    expected = SQLITE_URL if rendered.name == "single-pod" else REDIS_URL
+    expected = SQLITE_URL if rendered.single_pod else REDIS_URL
     for name in ("webhook", "listener"):
         ((_, c),) = _pulltag_containers(rendered, name)
-        assert env_of(c)["PULLTAG_STORE_URL"] == {"name": "PULLTAG_STORE_URL", "value": expected}
+        env = env_of(c)
+        assert env["PULLTAG_STORE_URL"] == {"name": "PULLTAG_STORE_URL", "value": expected}
+        # kubectl exec ... -- pulltag <command> reads the same config as the process.
+        assert env["PULLTAG_CONFIG"] == {"name": "PULLTAG_CONFIG", "value": CONFIG_PATH}
+        names = [e["name"] for e in c["env"]]
+        if not rendered.single_pod:
+            # $(VAR) only expands variables defined before it.
+            assert names.index("POD_NAMESPACE") < names.index("PULLTAG_STORE_URL")
+            assert names.index("STORE_PASSWORD") < names.index("PULLTAG_STORE_URL")
+            password = env["STORE_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert password == {"name": "pulltag-store-password", "key": "password"}
 
 
-@pytest.mark.parametrize("variant", ["default", "base", "app", "cert-manager"])
+@pytest.mark.parametrize("variant", ["default", "base", "app", "cert-manager", "chart", "chart-cert-manager"])
 def test_replicated_webhook_and_redis(rendered_all: dict[str, Rendered], variant: str) -> None:
     rendered = rendered_all[variant]
     webhook = rendered.get("Deployment", "pulltag-webhook")
@@ -230,16 +243,24 @@ def test_replicated_webhook_and_redis(rendered_all: dict[str, Rendered], variant
             "requiredDuringSchedulingIgnoredDuringExecution"
             not in pod_spec(deployment)["affinity"]["podAntiAffinity"]
         )
-    pdb = rendered.get("PodDisruptionBudget", "pulltag-webhook")
-    assert pdb["spec"]["minAvailable"] == 1
-    assert label_selector_matches(pdb["spec"]["selector"], pod_labels(webhook))
+    for name in ("pulltag-webhook", "pulltag-listener"):
+        pdb = rendered.get("PodDisruptionBudget", name)
+        assert pdb["spec"]["minAvailable"] == 1
+        assert label_selector_matches(pdb["spec"]["selector"], pod_labels(rendered.get("Deployment", name)))
 
     redis = rendered.get("Deployment", "pulltag-redis")
     (c,) = pod_spec(redis)["containers"]
     args = c["args"]
-    assert args[0] == "redis-server"
-    assert args[args.index("--save") + 1] == ""
-    assert args[args.index("--appendonly") + 1] == "no"
+    # Durable: append-only file on the kept PVC, password required (from the Secret, never inline).
+    assert args[0] == "valkey-server"
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--dir") + 1] == "/data"
+    assert args[args.index("--requirepass") + 1] == "$(STORE_PASSWORD)"
+    password = env_of(c)["STORE_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password == {"name": "pulltag-store-password", "key": "password"}
+    data = volumes_of(pod_spec(redis))[mounts_of(c)["/data"]["name"]]
+    assert data["persistentVolumeClaim"]["claimName"] == "pulltag-redis-data"
+    assert redis["spec"]["strategy"] == {"type": "Recreate"}
     assert pod_spec(redis)["automountServiceAccountToken"] is False
     service = rendered.get("Service", "pulltag-redis")
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(6379, "redis")]
@@ -305,7 +326,7 @@ def test_network_policies(rendered: Rendered) -> None:
             if label_selector_matches(policy["spec"]["podSelector"], labels):
                 ports |= _ingress_ports(policy)
         allowed[obj["metadata"]["name"]] = ports
-    if rendered.name == "single-pod":
+    if rendered.single_pod:
         assert allowed == {"pulltag": {8443, 9090}}
         return
     assert allowed == {"pulltag-webhook": {8443}, "pulltag-listener": {9090}, "pulltag-redis": {6379}}
