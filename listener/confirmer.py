@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, replace
 
 from listener.confirm import Confirmed, Pending, Rejected, admission_from_annotation, confirm
-from listener.kube import KubeClient, KubeError, Obj, pod_labels
+from listener.kube import ClusterAPI, KubeError, Obj, pod_labels
 from listener.metrics import ListenerMetrics
 from listener.plan import Skip, plan
 from listener.pulls import Pull, seen_key
@@ -67,7 +67,7 @@ class Confirmer:
         self,
         settings: Settings,
         store: Store,
-        kube: KubeClient,
+        kube: ClusterAPI,
         metrics: ListenerMetrics,
         seen: SeenMarks,
         tagger: Tagger,

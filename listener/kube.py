@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
@@ -48,6 +48,19 @@ class KubeError(Exception):
     @property
     def conflict(self) -> bool:
         return self.status == 409
+
+
+class ClusterAPI(Protocol):
+    """What the work side (confirmer, tagger, catch-up) asks of the API server: `KubeClient` in
+    production, an in-memory fake in unit tests."""
+
+    def get_pod(self, namespace: str, name: str) -> Obj | None: ...
+
+    def list_pods(self, namespace: str | None = None, limit: int = 500) -> Iterator[Obj]: ...
+
+    def namespace_labels(self, name: str) -> dict[str, str]: ...
+
+    def create_event(self, namespace: str, event: Obj) -> Obj: ...
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,6 @@ class _Run:
         if settings.listener.catch_up:
             retry = settings.listener.failed_retry_seconds
             self.tagger.on_gave_up = lambda: self.reconciler.request_pass(retry)
-        self.started = time.monotonic()
         self._stop = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
 

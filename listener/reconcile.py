@@ -19,7 +19,7 @@ from typing import Any
 
 from listener.confirm import Confirmed, confirm
 from listener.confirmer import admission_record, field_path_of
-from listener.kube import KubeClient, KubeError, Obj, pod_labels
+from listener.kube import ClusterAPI, KubeError, Obj, pod_labels
 from listener.ledger import tagged_per_ledger
 from listener.plan import TagPlan, plan
 from listener.pulls import Pull, parse_timestamp
@@ -45,7 +45,7 @@ class Reconciler:
         self,
         settings: Settings,
         store: Store,
-        kube: KubeClient,
+        kube: ClusterAPI,
         tagger: Tagger,
         *,
         page_size: int = 500,

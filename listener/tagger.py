@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from listener.kube import KubeClient, KubeError, Obj
+from listener.kube import ClusterAPI, KubeError, Obj
 from listener.ledger import tagged_per_ledger
 from listener.metrics import ListenerMetrics
 from listener.plan import TagPlan, fallback_tag
@@ -93,7 +93,7 @@ class Tagger:
         self,
         settings: Settings,
         store: Store,
-        kube: KubeClient,
+        kube: ClusterAPI,
         metrics: ListenerMetrics,
         seen: SeenMarks,
         *,
