@@ -79,8 +79,7 @@ def test_max_attempts_transient_failures_record_failed_and_ask_for_a_catch_up() 
 def test_a_store_outage_waits_for_the_store_without_counting_an_attempt() -> None:
     world = World(settings(max_attempts=1))
     world.store.down = True
-    world.tagger.handle(KEY, job())
-    world.tagger.handle(KEY, job())
+    world.tagger.handle(KEY, job())  # with max_attempts 1, an attempt counted here would end as failed
     (again,) = world.tag_jobs()
     assert (again.attempt, again.store_failures) == (0, 1)
     world.store.down = False
