@@ -78,7 +78,7 @@ class Confirmer:
         self.metrics = metrics
         self.seen = seen
         self.tagger = tagger
-        self.options = settings.listener
+        self.conf = settings.listener  # the `listener:` section
         self.queue: WorkQueue[ConfirmJob] = WorkQueue(ConfirmJob.merge, QUEUE_SIZE)
         self.pool = WorkerPool("confirm", self.queue, self.handle, settings.listener.workers)
 
@@ -97,7 +97,7 @@ class Confirmer:
         try:
             decision = self._decide(pull)
         except (KubeError, StoreError) as exc:
-            self._retry(key, job, f"api: {exc}", self.options.api_patience_seconds, give_up=False)
+            self._retry(key, job, f"api: {exc}", self.conf.api_patience_seconds, give_up=False)
             return
         if decision.outcome == "pending":
             self._retry(key, job, decision.reason, self.settings.listener.imageid_wait_seconds, give_up=True)
@@ -132,8 +132,8 @@ class Confirmer:
         if waited < patience:
             delay = backoff_delay(
                 job.attempt,
-                self.options.confirm_retry_initial_seconds,
-                self.options.confirm_retry_max_seconds,
+                self.conf.confirm_retry_initial_seconds,
+                self.conf.confirm_retry_max_seconds,
             )
             delay = min(delay, max(0.05, patience - waited))
             log.debug("%s pending (%s); again in %.2fs", key, reason, delay)

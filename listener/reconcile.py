@@ -135,8 +135,8 @@ class Reconciler:
         if record is None:
             return
         for started in running_pulls(pod):
-            # The event's pull when one was seen: its time and identity, as the event path has them.
-            pull = self.latest.get(started.pod_uid, started.container_kind, started.container) or started
+            # The event's time and identity when one was seen, as the event path has them.
+            pull = self.latest.of(started)
             result = confirm(pull, record, pod)
             if not isinstance(result, Confirmed):
                 continue

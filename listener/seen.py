@@ -7,6 +7,8 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
 
 from listener.pulls import Pull
 from pulltag.store import Store, StoreError
@@ -15,11 +17,14 @@ log = logging.getLogger(__name__)
 
 # Seen markers outlive the events they mark (1 h event TTL by default) with a margin.
 SEEN_TTL_SECONDS = 3 * 3600.0
-# Containers remembered by LatestPulls. Beyond this the oldest are forgotten, and a catch-up pass falls
-# back to such a container's start time (what it does anyway once the event has expired).
-LATEST_PULLS_MAX = 50_000
+# Containers remembered by LatestPulls (about 0.6 kB each: 16 MB when full). The ones that matter are
+# those whose event is not handled yet when a catch-up pass runs: at most what the confirmation and
+# tagging queues hold (10,000 each) plus the workers' items. Beyond this the oldest are forgotten, and a
+# catch-up pass falls back to such a container's start time (as it must once the event has expired).
+LATEST_PULLS_MAX = 25_000
 
 ContainerKey = tuple[str, str, str]  # (pod uid, container kind, container name)
+_EventFacts = tuple[str, int, datetime, str]  # (event uid, event count, pulled at, node)
 
 
 class SeenMarks:
@@ -57,30 +62,36 @@ class SeenMarks:
 
 
 class LatestPulls:
-    """The newest kubelet pull seen for each container, by (pod uid, kind, name). The catch-up pass
-    takes a container's pull from here when there is one: the event's time and identity, so the tag it
-    renders is the one the event path renders, and both are one work item."""
+    """The newest kubelet event seen for each container: its identity, time and node, by (pod uid, kind,
+    name). The catch-up pass takes a container's pull from here when there is one (`of`), so the tag it
+    renders is the one the event path renders, and both are one work item (equal dedup keys)."""
 
     def __init__(self, max_entries: int = LATEST_PULLS_MAX) -> None:
-        self._pulls: OrderedDict[ContainerKey, Pull] = OrderedDict()
+        self._events: OrderedDict[ContainerKey, _EventFacts] = OrderedDict()
         self._max = max_entries
         self._lock = threading.Lock()
 
     def add(self, pull: Pull) -> None:
         key = (pull.pod_uid, pull.container_kind, pull.container)
         with self._lock:
-            old = self._pulls.get(key)
-            if old is not None and old.pulled_at > pull.pulled_at:
-                return  # an older event delivered late (a relist): the newer pull stays
-            self._pulls[key] = pull
-            self._pulls.move_to_end(key)
-            while len(self._pulls) > self._max:
-                self._pulls.popitem(last=False)
+            old = self._events.get(key)
+            if old is not None and old[2] > pull.pulled_at:
+                return  # an older event delivered late (a relist): the newer one stays
+            self._events[key] = (pull.event_uid, pull.event_count, pull.pulled_at, pull.node)
+            self._events.move_to_end(key)
+            while len(self._events) > self._max:
+                self._events.popitem(last=False)
 
-    def get(self, pod_uid: str, kind: str, container: str) -> Pull | None:
+    def of(self, started: Pull) -> Pull:
+        """`started` (a pull built from a container's status) with its event's identity, time and node
+        when an event of that container was seen; else `started` as it is."""
         with self._lock:
-            return self._pulls.get((pod_uid, kind, container))
+            facts = self._events.get((started.pod_uid, started.container_kind, started.container))
+        if facts is None:
+            return started
+        event_uid, event_count, pulled_at, node = facts
+        return replace(started, event_uid=event_uid, event_count=event_count, pulled_at=pulled_at, node=node)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._pulls)
+            return len(self._events)

@@ -106,7 +106,7 @@ class Tagger:
         self.metrics = metrics
         self.seen = seen
         self.dry_run = settings.listener.dry_run
-        self.options = settings.listener
+        self.conf = settings.listener  # the `listener:` section
         self.instance = instance
         self.queue: WorkQueue[TagJob] = WorkQueue(TagJob.merge, QUEUE_SIZE)
         self.pool = WorkerPool("tagger", self.queue, self.handle, settings.listener.workers)
@@ -141,10 +141,10 @@ class Tagger:
                 log.debug("%s already tagged (done marker)", key)
                 self.seen.mark(job.seen_keys)
                 return
-            if not self.store.claim(_claim_key(key), self.options.claim_ttl_seconds):
+            if not self.store.claim(_claim_key(key), self.conf.claim_ttl_seconds):
                 # Not marked seen: the claimant may have died mid-tag (SIGKILL), and then nobody would
                 # ever tag the key. Look again until its done marker appears or its claim expires.
-                delay = self.options.claim_recheck_seconds
+                delay = self.conf.claim_recheck_seconds
                 log.info("%s is being tagged by another worker; looking again in %.0fs", key, delay)
                 self.queue.add_after(key, job, delay)
                 return
@@ -158,7 +158,7 @@ class Tagger:
             # Not an attempt: the other write ends in a moment, and then this one sees its tag (a conflict
             # that moves this digest to its suffixed name, or the tag already there).
             self._release(key)
-            delay = self.options.claim_recheck_seconds
+            delay = self.conf.claim_recheck_seconds
             log.info("%s: tag %s is being written by another worker; again in %.0fs", key, exc, delay)
             self.queue.add_after(key, job, delay)
             return
@@ -210,7 +210,7 @@ class Tagger:
         # the chaos suite). The name's claim makes "look, then write" one step across workers and
         # replicas; whoever comes second then finds the tag and takes the suffixed name.
         name_key = _name_key(plan_)
-        if not self.store.claim(name_key, self.options.claim_ttl_seconds):
+        if not self.store.claim(name_key, self.conf.claim_ttl_seconds):
             raise _NameBusy(plan_.tag)
         try:
             return self._call(
@@ -262,7 +262,7 @@ class Tagger:
         attempt = job.attempt + 1
         if attempt < self.settings.listener.max_attempts and not self._stop.is_set():
             delay = backoff_delay(
-                job.attempt, self.options.tag_retry_initial_seconds, self.options.tag_retry_max_seconds
+                job.attempt, self.conf.tag_retry_initial_seconds, self.conf.tag_retry_max_seconds
             )
             log.warning("%s: transient failure (%s); attempt %d in %.1fs", key, reason, attempt + 1, delay)
             self.queue.add_after(key, replace(job, attempt=attempt), delay)
@@ -324,7 +324,7 @@ class Tagger:
         # Counting it would record the tag as failed (and the pull as handled) after a few seconds of
         # store outage; wait for the store instead, with backoff.
         delay = backoff_delay(
-            job.store_failures, self.options.tag_retry_initial_seconds, self.options.tag_retry_max_seconds
+            job.store_failures, self.conf.tag_retry_initial_seconds, self.conf.tag_retry_max_seconds
         )
         log.warning("%s: store unavailable (%s); again in %.1fs", key, exc, delay)
         self.queue.add_after(key, replace(job, store_failures=job.store_failures + 1), delay)

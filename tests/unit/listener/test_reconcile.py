@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from listener.pulls import seen_key
 from listener.seen import LatestPulls
 
-from .factories import DIGEST, POD_UID, make_pod, make_pull
+from .factories import DIGEST, make_pod, make_pull
 from .work import World, entry, settings
 
 STARTED = "2026-11-26T10:15:35Z"
@@ -88,13 +89,17 @@ def test_the_first_pass_waits_until_the_event_path_is_ready() -> None:
         world.reconciler.stop()
 
 
-def test_latest_pulls_keeps_the_newest_pull_of_each_container_within_its_bound() -> None:
+def test_latest_pulls_keeps_the_newest_event_of_each_container_within_its_bound() -> None:
     latest = LatestPulls(max_entries=2)
-    newer = make_pull(pulled_at=EVENT_TIME, event_count=2)
+    started = make_pull(event_uid="catch-up:x", pulled_at=datetime(2026, 11, 26, 10, 15, 35, tzinfo=UTC))
+    assert latest.of(started) == started
+    newer = make_pull(pulled_at=EVENT_TIME, event_count=2, node="node-7")
     latest.add(newer)
     latest.add(make_pull())  # older, delivered late by a relist
-    assert latest.get(POD_UID, "containers", "app") == newer
+    assert latest.of(started) == replace(
+        started, event_uid=newer.event_uid, event_count=2, pulled_at=EVENT_TIME, node="node-7"
+    )
     latest.add(make_pull(container="b"))
     latest.add(make_pull(container="c"))
     assert len(latest) == 2
-    assert latest.get(POD_UID, "containers", "app") is None
+    assert latest.of(started) == started
