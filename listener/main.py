@@ -230,8 +230,7 @@ class Listener:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if getattr(args, "dry_run", False):  # --dry-run adds to the configuration; resolved here, once
-        settings = replace(settings, listener=replace(settings.listener, dry_run=True))
+    settings = with_flags(settings, dry_run=bool(getattr(args, "dry_run", False)))
     try:
         kube = KubeClient(load_config())
     except Exception as exc:  # the kubernetes config loader raises several unrelated types
@@ -262,6 +261,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
     log.info("listener exited")
     return 0
+
+
+def with_flags(settings: Settings, *, dry_run: bool) -> Settings:
+    """The settings with the command line's flags folded in, once: `--dry-run` turns a dry run on (the
+    configuration's `listener.dry_run` can too); everything downstream reads `settings.listener`."""
+    if not dry_run:
+        return settings
+    return replace(settings, listener=replace(settings.listener, dry_run=True))
 
 
 def informer_options(settings: Settings) -> InformerOptions:
