@@ -31,8 +31,9 @@ from typing import Any, Generic, TypeVar
 import requests
 import urllib3
 
-from listener.kube import Backoff, KubeClient, KubeError, Obj, WatchStream
+from listener.kube import KubeClient, KubeError, Obj, WatchStream
 from listener.metrics import ListenerMetrics
+from listener.workqueue import Backoff
 
 log = logging.getLogger(__name__)
 

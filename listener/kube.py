@@ -12,13 +12,12 @@ import contextlib
 import json
 import logging
 import os
-import random
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
@@ -51,35 +50,17 @@ class KubeError(Exception):
         return self.status == 409
 
 
-class Backoff:
-    """Exponential backoff with jitter: 'equal jitter', so a delay is never near zero (no hot loop)
-    and replicas that failed together do not retry together."""
+class ClusterAPI(Protocol):
+    """What the work side (confirmer, tagger, catch-up) asks of the API server: `KubeClient` in
+    production, an in-memory fake in unit tests."""
 
-    def __init__(
-        self, initial: float = 0.5, cap: float = 30.0, factor: float = 2.0, rng: random.Random | None = None
-    ) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.factor = factor
-        self.failures = 0
-        self._rng = rng or random.Random()
+    def get_pod(self, namespace: str, name: str) -> Obj | None: ...
 
-    def next_delay(self, at_least: float = 0.0) -> float:
-        """The delay before the next attempt; counts one more failure. `at_least` honours Retry-After."""
-        ceiling = min(self.cap, self.initial * self.factor**self.failures)
-        self.failures += 1
-        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        return max(delay, at_least)
+    def list_pods(self, namespace: str | None = None, limit: int = 500) -> Iterator[Obj]: ...
 
-    def reset(self) -> None:
-        self.failures = 0
+    def namespace_labels(self, name: str) -> dict[str, str]: ...
 
-
-def backoff_delay(failures: int, initial: float, cap: float) -> float:
-    """Backoff's delay after `failures` failures, for queued work that carries its own failure count."""
-    backoff = Backoff(initial, cap)
-    backoff.failures = failures
-    return backoff.next_delay()
+    def create_event(self, namespace: str, event: Obj) -> Obj: ...
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import replace
 from types import FrameType
 
+from listener.confirmer import Confirmer
 from listener.health import HealthServer
 from listener.informer import Informer, InformerOptions
 from listener.kube import KubeClient, Obj, load_config, own_namespace
@@ -22,15 +23,8 @@ from listener.leader import ElectionTiming, LeaseElector
 from listener.metrics import ListenerMetrics
 from listener.pulls import NotAPull, Pull, parse_pull, seen_key
 from listener.reconcile import Reconciler
-from listener.tagger import (
-    ClientFactory,
-    Confirmer,
-    ConfirmOptions,
-    SeenMarks,
-    Tagger,
-    TaggerOptions,
-    default_client_factory,
-)
+from listener.seen import LatestPulls, SeenMarks
+from listener.tagger import ClientFactory, Tagger, default_client_factory
 from pulltag.config import Settings
 from pulltag.store import Store, StoreError, open_store
 
@@ -38,19 +32,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 25.0  # within Kubernetes' default 30 s termination grace period
 UNHEALTHY_AFTER_SECONDS = 300.0
-# Seen markers outlive the events they mark (1 h event TTL by default) with a margin.
-SEEN_TTL_SECONDS = 3 * 3600.0
-
-
-@dataclass(frozen=True)
-class ListenerOptions:
-    informer: InformerOptions = field(default_factory=InformerOptions)
-    tagger: TaggerOptions = field(default_factory=TaggerOptions)
-    confirm: ConfirmOptions = field(default_factory=ConfirmOptions)
-    event_queue_size: int = 1000
-    seen_ttl_seconds: float = SEEN_TTL_SECONDS
-    reconcile: bool = True
-    shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS
+EVENT_QUEUE_SIZE = 1000
 
 
 def transform_event(kind: str, obj: Obj) -> Pull | NotAPull:
@@ -58,38 +40,50 @@ def transform_event(kind: str, obj: Obj) -> Pull | NotAPull:
     return parse_pull(obj)
 
 
+class _Barrier:
+    """Put in the events queue once the informer's initial list is in it: when the dispatcher reaches
+    it, every event of that list has been dispatched (the queue is first in, first out)."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+
+
+Item = Pull | NotAPull | _Barrier
+
+
 class _Run:
     """One term of work (between start and stop); built fresh each time the listener starts leading."""
 
     def __init__(self, owner: Listener) -> None:
-        o = owner.options
+        settings = owner.settings
         self.owner = owner
-        self.events: queue.Queue[Pull | NotAPull] = queue.Queue(o.event_queue_size)
-        self.seen = SeenMarks(owner.store, o.seen_ttl_seconds)
+        self.events: queue.Queue[Item] = queue.Queue(EVENT_QUEUE_SIZE)
+        self.seen = SeenMarks(owner.store)
+        self.latest = LatestPulls()
         self.tagger = Tagger(
-            owner.settings,
+            settings,
             owner.store,
             owner.kube,
             owner.metrics,
             self.seen,
-            dry_run=owner.dry_run,
             client_factory=owner.client_factory,
-            options=o.tagger,
             instance=owner.identity,
         )
-        self.confirmer = Confirmer(
-            owner.settings, owner.store, owner.kube, owner.metrics, self.seen, self.tagger, o.confirm
-        )
-        self.informer: Informer[Pull | NotAPull] = Informer(
-            owner.kube, self.events, transform_event, owner.metrics, o.informer
+        self.confirmer = Confirmer(settings, owner.store, owner.kube, owner.metrics, self.seen, self.tagger)
+        self.informer: Informer[Item] = Informer(
+            owner.kube, self.events, transform_event, owner.metrics, informer_options(settings)
         )
         self.reconciler = Reconciler(
-            owner.settings, owner.store, owner.kube, self.tagger, dry_run=owner.dry_run
+            settings,
+            owner.store,
+            owner.kube,
+            self.tagger,
+            latest=self.latest,
+            wait_ready=self.initial_list_dispatched,
         )
-        if o.reconcile:
-            retry = owner.settings.listener.failed_retry_seconds
+        if settings.listener.catch_up:
+            retry = settings.listener.failed_retry_seconds
             self.tagger.on_gave_up = lambda: self.reconciler.request_pass(retry)
-        self.started = time.monotonic()
         self._stop = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
 
@@ -98,7 +92,7 @@ class _Run:
         self.confirmer.start()
         self._dispatcher.start()
         self.informer.start()
-        if self.owner.options.reconcile:
+        if self.owner.settings.listener.catch_up:
             self.reconciler.start()
 
     def stop(self, grace: float) -> None:
@@ -116,6 +110,27 @@ class _Run:
     def queue_depth(self) -> int:
         return self.events.qsize() + len(self.confirmer.queue) + len(self.tagger.queue)
 
+    def initial_list_dispatched(self, stop: threading.Event) -> bool:
+        """Wait until every event of the informer's first list has been dispatched; False if `stop` came
+        first. The catch-up pass waits for this so that it knows those events' pulls (the race it ends:
+        a container tagged with its start time although its `Pulled` event was in that list)."""
+        while not self.informer.synced.wait(0.5):
+            if stop.is_set():
+                return False
+        barrier = _Barrier()
+        while True:
+            if stop.is_set():
+                return False
+            try:
+                self.events.put(barrier, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        while not barrier.reached.wait(0.5):
+            if stop.is_set():
+                return False
+        return True
+
     def _dispatch(self) -> None:
         """Events queue → confirmation queue, dropping occurrences already handled."""
         metrics = self.owner.metrics
@@ -124,11 +139,15 @@ class _Run:
                 item = self.events.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if isinstance(item, _Barrier):
+                item.reached.set()
+                continue
             if isinstance(item, NotAPull):
                 outcome = "not_kubelet" if item.reason == "not_kubelet" else "invalid"
                 metrics.pulls.labels(outcome).inc()
                 log.info("event ignored: %s (%s)", outcome, item.reason)
                 continue
+            self.latest.add(item)  # handled or not: the catch-up pass takes this container's pull from it
             if self.seen.is_seen(seen_key(item)):
                 continue
             self.confirmer.submit(item)
@@ -144,18 +163,14 @@ class Listener:
         store: Store,
         metrics: ListenerMetrics | None = None,
         *,
-        dry_run: bool = False,
         identity: str | None = None,
-        options: ListenerOptions | None = None,
         client_factory: ClientFactory = default_client_factory,
     ) -> None:
         self.settings = settings
         self.kube = kube
         self.store = store
         self.metrics = metrics or ListenerMetrics()
-        self.dry_run = dry_run or settings.listener.dry_run
         self.identity = identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        self.options = options or ListenerOptions()
         self.client_factory = client_factory
         self.standby = True  # not leading: nothing to watch, ready and healthy by definition
         self._run: _Run | None = None
@@ -173,14 +188,15 @@ class Listener:
             self._run = _Run(self)
             self.standby = False
             self._run.start()
-        log.info("listener started (%s%s)", self.identity, ", dry run" if self.dry_run else "")
+        dry_run = ", dry run" if self.settings.listener.dry_run else ""
+        log.info("listener started (%s%s)", self.identity, dry_run)
 
     def stop(self, grace: float | None = None) -> None:
         with self._lock:
             run, self._run = self._run, None
             self.standby = True
         if run is not None:
-            run.stop(self.options.shutdown_grace_seconds if grace is None else grace)
+            run.stop(SHUTDOWN_GRACE_SECONDS if grace is None else grace)
             log.info("listener stopped")
 
     def _queue_depth(self) -> float:
@@ -214,7 +230,7 @@ class Listener:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    dry_run = bool(getattr(args, "dry_run", False)) or settings.listener.dry_run
+    settings = with_flags(settings, dry_run=bool(getattr(args, "dry_run", False)))
     try:
         kube = KubeClient(load_config())
     except Exception as exc:  # the kubernetes config loader raises several unrelated types
@@ -222,7 +238,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     store = open_store(settings.store)
     metrics = ListenerMetrics()
-    listener = Listener(settings, kube, store, metrics, dry_run=dry_run, options=options_from(settings))
+    listener = Listener(settings, kube, store, metrics)
     health = HealthServer(args.metrics_bind, metrics, listener.healthy, listener.ready).start()
     stop = threading.Event()
     _install_signal_handlers(stop)
@@ -242,14 +258,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def options_from(settings: Settings) -> ListenerOptions:
-    """The pipeline's options from the `listener:` configuration section."""
-    informer = InformerOptions(
+def with_flags(settings: Settings, *, dry_run: bool) -> Settings:
+    """The settings with the command line's flags folded in, once: `--dry-run` turns a dry run on (the
+    configuration's `listener.dry_run` can too); everything downstream reads `settings.listener`."""
+    if not dry_run:
+        return settings
+    return replace(settings, listener=replace(settings.listener, dry_run=True))
+
+
+def informer_options(settings: Settings) -> InformerOptions:
+    """The informer's options from the `listener:` configuration section."""
+    return InformerOptions(
         read_timeout=settings.listener.watch_read_timeout_seconds,
+        backoff_initial=settings.listener.watch_backoff_initial_seconds,
         backoff_cap=settings.listener.watch_backoff_max_seconds,
+        healthy_stream_seconds=settings.listener.watch_healthy_stream_seconds,
     )
-    tagger = TaggerOptions(claim_ttl_seconds=settings.listener.claim_ttl_seconds)
-    return ListenerOptions(informer=informer, tagger=tagger)
 
 
 def election_timing(settings: Settings) -> ElectionTiming:

@@ -1,7 +1,12 @@
 """Catch-up: tag what runs but was never tagged (events missed while the listener was down longer than
 the event TTL, or lost to a crash). At start and every reconcile_interval, list pods page by page; for
-each running container of an admitted pod, build the pull the kubelet would have reported, confirm and
-plan it exactly like an event, and feed the same tagging queue.
+each running container of an admitted pod, take the pull the kubelet reported (its latest `Pulled` event
+the listener saw) or, when it saw none, build the one it would have reported from the container's start,
+confirm and plan it exactly like an event, and feed the same tagging queue.
+
+The catch-up pass only takes what the event path cannot: its first pass waits until the informer's
+initial list has been dispatched (`wait_ready`), so every container with an event in that list is known
+by then, and its event's time (not the container's start) names the tag.
 """
 
 from __future__ import annotations
@@ -9,16 +14,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from listener.confirm import Confirmed, admission_from_annotation, confirm
-from listener.kube import KubeClient, KubeError, Obj, pod_labels
+from listener.confirm import Confirmed, confirm
+from listener.confirmer import admission_record, field_path_of
+from listener.kube import ClusterAPI, KubeError, Obj, pod_labels
+from listener.ledger import tagged_per_ledger
 from listener.plan import TagPlan, plan
 from listener.pulls import Pull, parse_timestamp
-from listener.tagger import Tagger, TagJob, field_path_of
+from listener.seen import LatestPulls
+from listener.tagger import Tagger, TagJob
 from pulltag.config import Settings
-from pulltag.store import AdmissionRecord, Store, StoreError
+from pulltag.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +35,9 @@ _STATUS_KINDS = (
     ("initContainers", "initContainerStatuses"),
     ("ephemeralContainers", "ephemeralContainerStatuses"),
 )
-_DONE = frozenset({"created", "exists"})
+
+# Blocks until the event path has taken the informer's initial list (or `stop` is set: then False).
+WaitReady = Callable[[threading.Event], bool]
 
 
 class Reconciler:
@@ -35,20 +45,21 @@ class Reconciler:
         self,
         settings: Settings,
         store: Store,
-        kube: KubeClient,
+        kube: ClusterAPI,
         tagger: Tagger,
         *,
         page_size: int = 500,
-        dry_run: bool = False,
+        latest: LatestPulls | None = None,
+        wait_ready: WaitReady | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.kube = kube
         self.tagger = tagger
         self.page_size = page_size
-        self.dry_run = dry_run
+        self.latest = latest if latest is not None else LatestPulls()
+        self.wait_ready = wait_ready
         self.passes = 0
-        self.last_queued = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -76,6 +87,8 @@ class Reconciler:
 
     def _loop(self) -> None:
         interval = self.settings.listener.reconcile_interval_seconds
+        if self.wait_ready is not None and not self.wait_ready(self._stop):
+            return
         while not self._stop.is_set():
             try:
                 self.run_once()
@@ -113,15 +126,17 @@ class Reconciler:
                 if self.tagger.submit(job):
                     queued += 1
         self.passes += 1
-        self.last_queued = queued
         log.info("catch-up: %d pods scanned, %d images queued for tagging", scanned, queued)
         return queued
 
     def _jobs_for(self, pod: Obj) -> Iterator[TagJob]:
-        record = self._record(pod)
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        record = admission_record(self.store, uid, pod)
         if record is None:
             return
-        for pull in running_pulls(pod):
+        for started in running_pulls(pod):
+            # The event's time and identity when one was seen, as the event path has them.
+            pull = self.latest.of(started)
             result = confirm(pull, record, pod)
             if not isinstance(result, Confirmed):
                 continue
@@ -134,45 +149,10 @@ class Reconciler:
             if isinstance(planned, TagPlan) and not self._already_tagged(planned):
                 yield TagJob(planned, pull.pod_uid, field_path_of(pull))
 
-    def _record(self, pod: Obj) -> AdmissionRecord | None:
-        uid = str((pod.get("metadata") or {}).get("uid") or "")
-        record = None
-        try:
-            record = self.store.get_admission(uid) if uid else None
-        except StoreError as exc:
-            log.debug("admission lookup for %s failed: %s", uid, exc)
-        return record or admission_from_annotation(pod)
-
     def _already_tagged(self, planned: TagPlan) -> bool:
-        """The ledger says this digest has its tag: no need to ask the registry again."""
-        wanted = _DONE | {"dry-run"} if self.dry_run else _DONE
-        # A miss under scope image or namespace only costs the tagger a registry lookup, which finds the
-        # tag. Scope "every" has no registry fallback (each pull has its own name), so its lookup must not
-        # miss: ask for this pod's entries, not the digest's newest (a DaemonSet has hundreds).
-        every = planned.skip_prefix is None
-        try:
-            entries = self.store.query_ledger(
-                image=planned.image_name,
-                digest=planned.digest,
-                namespace=planned.namespace if every else None,
-                pod=planned.pod if every else None,
-                limit=200,
-            )
-        except StoreError:
-            return False
-        for entry in entries:
-            if entry.outcome not in wanted:
-                continue
-            if planned.skip_prefix is not None and entry.tag.startswith(planned.skip_prefix):
-                return True
-            # scope "every": the pull of this very container already has a tag.
-            if every and (entry.namespace, entry.pod, entry.container) == (
-                planned.namespace,
-                planned.pod,
-                planned.container,
-            ):
-                return True
-        return False
+        """The ledger says this digest has its tag for the plan's scope: no need to queue it."""
+        dry_run = self.settings.listener.dry_run
+        return tagged_per_ledger(self.store, planned, dry_run=dry_run) is not None
 
 
 def running_pulls(pod: Obj) -> Iterator[Pull]:

@@ -112,6 +112,22 @@ class ListenerSettings:
     # A tag that still failed after max_attempts (registry down for longer than the retries) is tried
     # again by a catch-up pass this long after; until then it is `failed` in the ledger and the metrics.
     failed_retry_seconds: float = 300.0
+    # The catch-up pass (at start, then every reconcile_interval_seconds); off only in tests of the event
+    # path, which must not pass thanks to it.
+    catch_up: bool = True
+    # A key claimed by another worker is looked at again after this (its done marker, or the claim free).
+    claim_recheck_seconds: float = 2.0
+    # Backoff of a tag's transient failures (and of waiting for the store), from initial up to max.
+    tag_retry_initial_seconds: float = 1.0
+    tag_retry_max_seconds: float = 60.0
+    # Backoff of a confirmation waiting for the pod's imageID or for the API server.
+    confirm_retry_initial_seconds: float = 0.5
+    confirm_retry_max_seconds: float = 5.0
+    # How long a confirmation keeps trying when the API server (not the kubelet) is the problem.
+    api_patience_seconds: float = 300.0
+    watch_backoff_initial_seconds: float = 0.5
+    # A watch that delivered nothing and lasted less than this counts as a failure (no hot loop).
+    watch_healthy_stream_seconds: float = 1.0
 
 
 @dataclass(frozen=True)

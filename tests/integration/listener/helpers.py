@@ -7,15 +7,12 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from listener.informer import InformerOptions
 from listener.kube import KubeClient, load_config
-from listener.main import Listener, ListenerOptions
+from listener.main import Listener
 from listener.metrics import ListenerMetrics
-from listener.tagger import ConfirmOptions, TaggerOptions
 from pulltag.config import ListenerSettings, Settings, StoreSettings, TaggingSettings
 from pulltag.store import LedgerEntry, Store, open_store
 from tests.harness.kubeapi import FakeKubeAPI
@@ -34,20 +31,23 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str =
         time.sleep(0.02)
 
 
-def fast_options(**overrides: Any) -> ListenerOptions:
-    """Timings shrunk for tests; production defaults otherwise. The catch-up pass is off unless asked
-    for, so that event-path tests cannot pass thanks to it."""
-    informer = InformerOptions(
-        read_timeout=3.0, backoff_initial=0.05, backoff_cap=1.0, healthy_stream_seconds=0.5
-    )
-    options = ListenerOptions(
-        informer=informer,
-        tagger=TaggerOptions(retry_initial=0.05, retry_cap=0.3),
-        confirm=ConfirmOptions(retry_initial=0.05, retry_cap=0.3, api_patience_seconds=60.0),
-        shutdown_grace_seconds=5.0,
-        reconcile=False,
-    )
-    return replace(options, **overrides)
+# Timings shrunk for tests; production defaults otherwise. The catch-up pass is off unless asked for,
+# so that event-path tests cannot pass thanks to it.
+FAST: dict[str, Any] = {
+    "workers": 4,
+    "imageid_wait_seconds": 10.0,
+    "rate_limit_per_second": 500.0,
+    "watch_read_timeout_seconds": 3.0,
+    "watch_backoff_initial_seconds": 0.05,
+    "watch_backoff_max_seconds": 1.0,
+    "watch_healthy_stream_seconds": 0.5,
+    "tag_retry_initial_seconds": 0.05,
+    "tag_retry_max_seconds": 0.3,
+    "confirm_retry_initial_seconds": 0.05,
+    "confirm_retry_max_seconds": 0.3,
+    "api_patience_seconds": 60.0,
+    "catch_up": False,
+}
 
 
 def now_rfc3339(offset: float = 0.0) -> str:
@@ -93,8 +93,7 @@ class Env:
     def settings(
         self, store_url: str | None = None, tagging: TaggingSettings | None = None, **listener: Any
     ) -> Settings:
-        values: dict[str, Any] = {"workers": 4, "imageid_wait_seconds": 10.0, "rate_limit_per_second": 500.0}
-        values.update(listener)
+        values = {**FAST, **listener}
         return Settings(
             store=StoreSettings(url=store_url or self.redis_url),
             tagging=tagging or TaggingSettings(),
@@ -105,19 +104,10 @@ class Env:
     def kube(self) -> KubeClient:
         return KubeClient(load_config(self.kubeconfig))
 
-    def start_listener(
-        self, settings: Settings | None = None, options: ListenerOptions | None = None, dry_run: bool = False
-    ) -> RunningListener:
+    def start_listener(self, settings: Settings | None = None) -> RunningListener:
         settings = settings or self.settings()
         store = open_store(settings.store.url)
-        listener = Listener(
-            settings,
-            self.kube(),
-            store,
-            ListenerMetrics(),
-            dry_run=dry_run,
-            options=options or fast_options(),
-        )
+        listener = Listener(settings, self.kube(), store, ListenerMetrics())
         listener.start()
         running = RunningListener(listener, store)
         self.listeners.append(running)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from pulltag.config import TaggingSettings
-from tests.integration.listener.helpers import Env, RunningListener, fast_options, wait_for
+from tests.integration.listener.helpers import Env, RunningListener, wait_for
 
 EVERY = TaggingSettings(scope="every", template="{prefix}_{pod}")
 
@@ -88,8 +88,7 @@ def test_410_in_the_middle_relists_without_retagging(env: Env) -> None:
 @pytest.mark.slow
 def test_api_server_down_for_20s_backs_off_then_recovers(env: Env) -> None:
     repository, digest, image = env.image()
-    options = fast_options()
-    running = env.start_listener(env.settings(tagging=EVERY), options)
+    running = env.start_listener(env.settings(tagging=EVERY))
     _make_pulls(env, digest, image, ["up-1"])
     wait_for(lambda: running.tags("created", env.registry.host) == 1, what="the first tag")
     env.api.stop()
@@ -146,7 +145,7 @@ def test_listener_started_after_the_pods_ran_catches_up(env: Env) -> None:
     for i, (_, digest, image) in enumerate(images):
         env.run(env.pod(f"early-{i}", image), digest)  # ran, and their events are long gone
     env.run(env.pod("not-admitted", images[0][2], annotate=False), images[0][1])
-    running = env.start_listener(options=fast_options(reconcile=True))
+    running = env.start_listener(env.settings(catch_up=True))
     for repository, digest, _ in images:
         wait_for(lambda r=repository, d=digest: env.tags_on(r, d), what=f"catch-up tag on {repository}")
     wait_for(lambda: _idle(running), what="the listener to be idle")

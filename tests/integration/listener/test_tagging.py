@@ -8,11 +8,10 @@ from dataclasses import replace
 import redis
 
 from listener.plan import fallback_tag
-from listener.tagger import TaggerOptions
 from pulltag.config import TaggingSettings
 from tests.harness.faultproxy import FaultProxy
 from tests.harness.redis import RedisServer
-from tests.integration.listener.helpers import Env, fast_options, now_rfc3339, wait_for
+from tests.integration.listener.helpers import Env, now_rfc3339, wait_for
 
 
 def test_one_pulled_event_makes_one_tag_on_the_pulled_digest(env: Env) -> None:
@@ -74,7 +73,7 @@ def test_forged_and_unadmitted_pulls_tag_nothing(env: Env) -> None:
 
 def test_dry_run_records_but_neither_tags_nor_posts_events(env: Env) -> None:
     repository, digest, image = env.image()
-    env.start_listener(dry_run=True)
+    env.start_listener(env.settings(dry_run=True))
     pod = env.pod("dry-1", image)
     env.run(pod, digest)
     env.pulled(pod)
@@ -132,8 +131,7 @@ def test_a_key_claimed_by_a_dead_worker_is_tagged_once_the_claim_expires(env: En
         assert store.claim(f"tag:{env.registry.host}/{repository}@{digest}|", 1.5)
     finally:
         store.close()
-    options = fast_options(tagger=TaggerOptions(retry_initial=0.05, retry_cap=0.3, claim_recheck_seconds=0.2))
-    env.start_listener(options=options)
+    env.start_listener(env.settings(claim_recheck_seconds=0.2))
     pod = env.pod("orphan-1", image)
     env.run(pod, digest)
     env.pulled(pod)
@@ -247,10 +245,12 @@ def test_a_registry_outage_longer_than_the_retries_is_tagged_by_an_early_catch_u
     proxy = FaultProxy(env.registry.host).start()
     try:
         settings = replace(
-            env.settings(max_attempts=2, failed_retry_seconds=0.5, reconcile_interval_seconds=3600),
+            env.settings(
+                max_attempts=2, failed_retry_seconds=0.5, reconcile_interval_seconds=3600, catch_up=True
+            ),
             registries=(env.registry.settings(None, host=proxy.host),),
         )
-        running = env.start_listener(settings, options=fast_options(reconcile=True))
+        running = env.start_listener(settings)
         proxy.go_down()
         pod = env.pod("registry-down-1", f"{proxy.host}/{repository}:v1")
         env.run(pod, digest)

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from listener.kube import Backoff, backoff_delay
-from listener.tagger import TokenBucket, WorkQueue
+from listener.workqueue import Backoff, TokenBucket, WorkQueue, backoff_delay
 
 
 def _union(a: set[str], b: set[str]) -> set[str]:
@@ -27,7 +26,7 @@ def test_backoff_grows_exponentially_within_jitter_and_caps() -> None:
         assert ceiling / 2 <= delay <= ceiling
 
 
-@pytest.mark.parametrize(("failures", "ceiling"), [(0, 1), (1, 2), (3, 8), (6, 60), (40, 60)])
+@pytest.mark.parametrize(("failures", "ceiling"), [(0, 1), (1, 2), (3, 8), (6, 60), (40, 60), (5000, 60)])
 def test_backoff_delay_for_a_carried_failure_count(failures: int, ceiling: float) -> None:
     for _ in range(20):
         assert ceiling / 2 <= backoff_delay(failures, initial=1.0, cap=60.0) <= ceiling

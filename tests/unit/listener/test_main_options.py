@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from listener.main import election_timing, options_from
+from listener.main import election_timing, informer_options, with_flags
 from pulltag.config import settings_from_dict
 
 
@@ -10,12 +10,20 @@ def test_watch_settings_reach_the_informer() -> None:
     settings = settings_from_dict(
         {"listener": {"watch_read_timeout_seconds": 3, "watch_backoff_max_seconds": 2}}, env={}
     )
-    options = options_from(settings)
-    assert options.informer.read_timeout == 3.0
-    assert options.informer.backoff_cap == 2.0
-    assert options.tagger.claim_ttl_seconds == 60.0
-    short = options_from(settings_from_dict({"listener": {"claim_ttl_seconds": 7}}, env={}))
-    assert short.tagger.claim_ttl_seconds == 7.0
+    options = informer_options(settings)
+    assert options.read_timeout == 3.0
+    assert options.backoff_cap == 2.0
+    assert options.backoff_initial == settings.listener.watch_backoff_initial_seconds
+    assert options.healthy_stream_seconds == settings.listener.watch_healthy_stream_seconds
+
+
+def test_dry_run_from_the_flag_or_the_configuration() -> None:
+    off = settings_from_dict({}, env={})
+    on = settings_from_dict({"listener": {"dry_run": True}}, env={})
+    assert with_flags(off, dry_run=False).listener.dry_run is False
+    assert with_flags(off, dry_run=True).listener.dry_run is True
+    assert with_flags(on, dry_run=False).listener.dry_run is True
+    assert with_flags(off, dry_run=True).listener.workers == off.listener.workers
 
 
 def test_lease_timing_keeps_client_go_proportions() -> None:
