@@ -273,6 +273,7 @@ SPECIAL = {
     ("tagging", "timestamp_format"): "%Y%m%d",
     ("tagging", "timezone"): "Europe/Berlin",
     ("tagging", "scope"): "every",
+    ("listener", "catch_up"): False,
 }
 FIELDS = [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
 
