@@ -38,7 +38,7 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only makes the call
 
 
-def _die_with(parent: int, sig: int) -> Callable[[], None]:
+def die_with_parent(parent: int, sig: int) -> Callable[[], None]:
     """A preexec_fn: deliver `sig` to this child when its parent dies (and at once if it already has)."""
 
     def preexec() -> None:
@@ -185,7 +185,7 @@ class ManagedProcess:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
-        preexec = _die_with(os.getpid(), self.death_signal)
+        preexec = die_with_parent(os.getpid(), self.death_signal)
         try:
             self.proc = _SPAWNER.popen(
                 lambda: subprocess.Popen(
