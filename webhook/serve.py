@@ -7,10 +7,6 @@
   removed when the master exits.
 - SIGTERM: gunicorn's graceful stop (in-flight requests finish, within `graceful_timeout`), exit code 0.
 - gunicorn's control socket is disabled: it would be shared by every server run by the same user.
-- Each worker hands the GIL between threads every 0.5 ms instead of Python's default 5 ms: a request
-  passes through three threads (gthread's poller, a pool thread, the store writer of `webhook.recorder`),
-  and under load each hand-off could wait a whole switch interval for the thread holding the GIL
-  (measured: recorder round trip p99 33 ms beside one busy thread at 5 ms, 5 ms at 0.5 ms).
 
 `serve(options, load_app)` serves any WSGI app with exactly these settings; the benchmark uses it to
 measure a constant endpoint against the real webhook.
@@ -23,7 +19,6 @@ import logging
 import os
 import shutil
 import ssl
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +34,6 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the same name as webhook.metrics.MULTIPROC_ENV
 
 WSGIApp = Callable[..., Any]
-
-GIL_SWITCH_SECONDS = 0.0005  # see the module docstring
 
 
 @dataclass(frozen=True)
@@ -88,7 +81,6 @@ class _Application(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "proc_name": "pulltag-webhook",
             "control_socket_disable": True,
-            "post_fork": _post_fork,
             "child_exit": _child_exit,
             "on_exit": _on_exit,
         }
@@ -97,10 +89,6 @@ class _Application(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> WSGIApp:
         return self._load_app()
-
-
-def _post_fork(_server: Any, _worker: Any) -> None:
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
