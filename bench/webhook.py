@@ -91,9 +91,25 @@ def _client(args: tuple[int, str, int, int, int, float, str]) -> list[float]:
     return latencies
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in the process group (gunicorn master + workers)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
-    port: int, path: str, total: int, clients: int, threads: int, rate: float, ca: Path
+    port: int, path: str, total: int, clients: int, threads: int, rate: float, ca: Path, pgid: int = 0
 ) -> dict[str, float]:
+    cpu_before = group_cpu_seconds(pgid) if pgid else 0.0
     per_client = total // clients
     per_rate = rate / clients if rate else 0.0
     jobs = [(port, path, per_client, threads, i, per_rate, str(ca)) for i in range(clients)]
@@ -102,18 +118,22 @@ def measure(
         results = pool.map(_client, jobs)
     elapsed = time.perf_counter() - started
     latencies = sorted(x for r in results for x in r)
-    return {
+    figures = {
         "requests": len(latencies),
         "rps": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
     }
+    if pgid:  # the server's own CPU per request: what the code costs, whatever the clients cost
+        figures["server_cpu_us"] = (group_cpu_seconds(pgid) - cpu_before) / len(latencies) * 1e6
+    return figures
 
 
 def _line(name: str, r: dict[str, float]) -> str:
+    cpu = f"  server CPU {r['server_cpu_us']:5.0f} µs/req" if "server_cpu_us" in r else ""
     return (
         f"  {name:<22} {r['requests']:>6.0f} req  {r['rps']:>8.0f} req/s"
-        f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms"
+        f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms{cpu}"
     )
 
 
@@ -168,28 +188,20 @@ def main() -> int:
             # warm up both (imports, first handshakes, SQLite schema)
             measure(webhook.port, "/validate", 400, args.clients, args.threads, 0, ca)
             measure(anchor_port, "/anchor", 400, args.clients, args.threads, 0, ca)
+            assert webhook.process is not None and webhook.process.proc is not None
+            assert anchor.proc is not None
+            servers = {
+                "webhook": (webhook.port, "/validate", webhook.process.proc.pid),
+                "anchor": (anchor_port, "/anchor", anchor.proc.pid),
+            }
             results: dict[str, dict[str, float]] = {}
-            rate = args.rate
+            rate = 0.0
             for phase, total in (("max", args.requests), ("paced", args.paced_requests)):
-                results[f"webhook-{phase}"] = measure(
-                    webhook.port,
-                    "/validate",
-                    total,
-                    args.clients,
-                    args.threads,
-                    rate if phase == "paced" else 0,
-                    ca,
-                )
-                results[f"anchor-{phase}"] = measure(
-                    anchor_port,
-                    "/anchor",
-                    total,
-                    args.clients,
-                    args.threads,
-                    rate if phase == "paced" else 0,
-                    ca,
-                )
-                rate = rate or results["anchor-max"]["rps"] * PACE_SHARE
+                for name, (port, path, pgid) in servers.items():
+                    results[f"{name}-{phase}"] = measure(
+                        port, path, total, args.clients, args.threads, rate, ca, pgid
+                    )
+                rate = args.rate or results["anchor-max"]["rps"] * PACE_SHARE
         finally:
             webhook.stop()
             anchor.stop()
