@@ -3,9 +3,12 @@ the ratio. `make bench` runs this; BENCHMARKS.md holds a recorded run.
 
 Each benchmark runs as its own process (bench/store.py, bench/registry.py, bench/webhook.py,
 bench/listener.py, bench/rollout.py) and ends with one JSON line, which is what this script reads; their
-human-readable output goes to stderr here as it comes, so a long run shows progress.
+human-readable output goes to stderr here as it comes, so a long run shows progress. The header states
+the machine's speed (bench/machine.py: json.loads of a fixed event and a fixed pure-Python loop, per
+second), so runs from different days can be read side by side. Each benchmark dies with this script
+(parent-death signal), and its servers die with it in turn (tests/harness/procs.py).
 
-    .venv/bin/python bench/report.py [--quick] [--only store,registry,...]
+    .venv/bin/python bench/report.py [--quick] [--only store,registry,...] [--hog]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe, speed  # noqa: E402
+from tests.harness.procs import die_with_parent  # noqa: E402
 
 Row = tuple[
     str, str, float, str, float | None, float | None
@@ -56,7 +64,13 @@ def run(name: str, argv: list[str]) -> tuple[dict[str, Any], float]:
     command = [sys.executable, *argv] + (["--json"] if name in JSON_FLAG else [])
     print(f"== {name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     started = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_parent(os.getpid(), signal.SIGTERM),  # forked by the main thread, which lives on
+    )
     assert process.stdout is not None
     last_json: dict[str, Any] | None = None
     for line in process.stdout:
@@ -176,20 +190,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a minute or two)")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
+    parser.add_argument("--hog", action="store_true", help="the rollout beside one busy process")
     args = parser.parse_args(argv)
     wanted = {n for n in args.only.split(",") if n} or {name for name, _, _ in BENCHMARKS}
     started = time.monotonic()
+    machine = speed()
+    print(describe(machine), file=sys.stderr, flush=True)
     rows: list[Row] = []
     durations: dict[str, float] = {}
     for name, full, quick in BENCHMARKS:
         if name not in wanted:
             continue
-        result, elapsed = run(name, quick if args.quick else full)
+        extra = ["--hog"] if args.hog and name == "rollout" else []
+        result, elapsed = run(name, (quick if args.quick else full) + extra)
         durations[name] = elapsed
         rows += ROWS[name](result)
     total = time.monotonic() - started
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"pulltag benchmarks, {when}; {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"{describe(machine)} (at start); again at the end: {describe(speed())[len('machine speed: ') :]}")
     print(f"command: {' '.join(['.venv/bin/python', 'bench/report.py', *(argv or sys.argv[1:])])}")
     print("ratio = value / anchor value (anchors measured in the same run)")
     print()

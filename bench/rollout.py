@@ -16,7 +16,15 @@ recording proxy the listener goes through) against the protocol minimum of 3 per
 (bench/registry.py), and the peak RSS (VmHWM) of the webhook's process group (gunicorn master + workers)
 and of the listener, after the rollout against right after start.
 
-    .venv/bin/python bench/rollout.py [--pods 2000] [--images 50] [--json]
+Waiting costs nothing measurable: the fake API server counts pods per phase as it writes them
+(tests/harness/kubeapi/store.py `wait_phase`), and the benchmark sleeps on the server's condition variable
+until the count is reached, instead of listing (deep-copying) every pod on each look under the same GIL as
+the server and the kubelet it waits for. The tags are counted by the listener (its /metrics counter).
+
+`--hog` runs one busy process (a pure-Python loop) beside the whole run: the ratio to the anchor should
+move little, because the anchor pays the same extra load.
+
+    .venv/bin/python bench/rollout.py [--pods 2000] [--images 50] [--hog] [--json]
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe, speed  # noqa: E402
+from tests.harness.procs import ManagedProcess  # noqa: E402
 from tests.harness.world import World  # noqa: E402
 from tests.security.wire import RecordingProxy  # noqa: E402
 
@@ -80,10 +90,17 @@ def create_pods(world: World, namespace: str, images: list[str], total: int) -> 
             done += size
 
 
-def running(world: World, namespace: str) -> int:
-    return sum(
-        1 for p in world.api.list("pods", namespace) if (p.get("status") or {}).get("phase") == "Running"
-    )
+def wait_running(world: World, namespace: str, pods: int, timeout: float, what: str) -> None:
+    """Sleep on the fake API server's condition until `pods` pods of `namespace` are Running."""
+    if not world.api.store.wait_phase("pods", namespace, "Running", pods, timeout):
+        running = world.api.store.count_phase("pods", namespace, "Running")
+        raise TimeoutError(f"timed out after {timeout:g}s waiting for {what} ({running}/{pods} running)")
+
+
+def start_hog(workdir: Path) -> ManagedProcess:
+    """One busy process (a pure-Python loop) for as long as the benchmark runs."""
+    argv = [sys.executable, "-c", "while True: pass"]
+    return ManagedProcess("hog", argv, workdir / "hog").start()
 
 
 def wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -122,11 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, default=2000)
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=600.0, help="per phase (seconds)")
+    parser.add_argument("--hog", action="store_true", help="run one busy process beside the benchmark")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
 
     proxy = RecordingProxy().start()
     with tempfile.TemporaryDirectory(prefix="pulltag-bench-rollout-") as tmp:
+        hog = start_hog(Path(tmp)) if args.hog else None
+        machine = speed()
         world = World(Path(tmp) / "world", start_listener=False, with_harbor=False)
         world.start()
         try:
@@ -144,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             create_pods(world, "anchor", anchor_images, args.pods)
             anchor_created = time.monotonic() - started
-            wait(lambda: running(world, "anchor") >= args.pods, args.timeout, "the anchor's pods to run")
+            wait_running(world, "anchor", args.pods, args.timeout, "the anchor's pods to run")
             anchor_seconds = time.monotonic() - started
 
             # 2. pulltag: webhooks back, the listener (its registry traffic through the recording proxy)
@@ -167,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             create_pods(world, "rollout", images, args.pods)
             pulltag_created = time.monotonic() - started
-            wait(lambda: running(world, "rollout") >= args.pods, args.timeout, "the rollout's pods to run")
+            wait_running(world, "rollout", args.pods, args.timeout, "the rollout's pods to run")
             pods_running = time.monotonic() - started
             wait(
                 lambda: world.metric("pulltag_tags_total", outcome="created") >= created_before + args.images,
@@ -186,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             world.stop()
             proxy.stop()
+            if hog is not None:
+                hog.stop()
     if proxy.failed:
         print(f"  proxy: {len(proxy.failed)} requests found no upstream, e.g. {proxy.failed[0]}")
 
@@ -193,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "pods": args.pods,
         "images": args.images,
         "cpus": os.cpu_count(),
+        "hog": args.hog,
+        **machine,
         "anchor_create_s": round(anchor_created, 2),
         "anchor_all_running_s": round(anchor_seconds, 2),
         "pulltag_create_s": round(pulltag_created, 2),
@@ -212,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         "listener_idle_hwm_mb": round(sum(listener_idle.values()) / 1024, 1),
         "listener_peak_hwm_mb": round(sum(listener_peak.values()) / 1024, 1),
     }
-    print(f"rollout of {args.pods} pods over {args.images} images, {os.cpu_count()} CPUs")
+    hog_note = ", beside one busy process (--hog)" if args.hog else ""
+    print(f"rollout of {args.pods} pods over {args.images} images, {os.cpu_count()} CPUs{hog_note}")
+    print(f"  {describe(machine)} (measured at start{', with the hog running' if args.hog else ''})")
     print(f"  anchor (no pulltag): created in {anchor_created:.1f}s, all running after {anchor_seconds:.1f}s")
     print(
         f"  pulltag: created in {pulltag_created:.1f}s, all running after {pods_running:.1f}s, "

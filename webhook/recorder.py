@@ -33,13 +33,18 @@ class WriteResult(enum.Enum):
 
 
 class _Pending:
-    """One record waiting for its batch; `done` is set once the batch's result is known."""
+    """One record waiting for its batch; `done` is released once the batch's result is known.
+
+    `done` is a bare lock taken at creation: the writer releases it, the request thread's acquire (with
+    the budget as timeout) returns. A `threading.Event` would cost a Condition and a second lock per
+    record, and a notify_all, on the path every admission takes."""
 
     __slots__ = ("done", "reason", "record", "result")
 
     def __init__(self, record: AdmissionRecord) -> None:
         self.record = record
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        self.done.acquire()
         self.result = WriteResult.OK
         self.reason = ""
 
@@ -74,7 +79,7 @@ class Recorder:
             self._queue.append(item)
             self._ensure_writer()
             self._cond.notify()
-        if not item.done.wait(self._budget):
+        if not item.done.acquire(timeout=self._budget):
             return WriteResult.TIMEOUT, f"no answer within {self._budget:g}s"
         return item.result, item.reason
 
@@ -98,7 +103,7 @@ class Recorder:
                 self._in_flight = 0
             for item, (result, reason) in zip(batch, results, strict=True):
                 item.result, item.reason = result, reason
-                item.done.set()
+                item.done.release()
 
     def _write_batch(self, records: list[AdmissionRecord]) -> list[tuple[WriteResult, str]]:
         result = self._write(records)

@@ -3,13 +3,24 @@
 Each server runs in its own process group in a temporary directory; `stop()` kills the whole group,
 and every started server is also stopped at interpreter exit, so a failing test leaves no stray
 processes behind.
+
+A process that is killed outright (SIGKILL, or SIGTERM to a benchmark) runs no exit handler, so each
+server also carries a parent-death signal (Linux `prctl(PR_SET_PDEATHSIG)`, set between fork and exec):
+the kernel signals it the moment its parent dies. The kernel ties that signal to the *thread* that forked,
+not to the process, so every server is forked by one daemon thread that lives as long as the process
+(`_Spawner`): a server started from a short-lived test thread does not die when that thread ends.
+A server's own children (gunicorn's workers) get no such signal; gunicorn's workers notice their master
+is gone (parent pid changed) within a second and exit.
 """
 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
+import ctypes
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -22,6 +33,65 @@ from pathlib import Path
 
 _LIVE: set[ManagedProcess] = set()
 _LIVE_LOCK = threading.Lock()
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only makes the call
+
+
+def die_with_parent(parent: int, sig: int) -> Callable[[], None]:
+    """A preexec_fn: deliver `sig` to this child when its parent dies (and at once if it already has)."""
+
+    def preexec() -> None:
+        if _LIBC.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+            os._exit(126)
+        if os.getppid() != parent:  # the parent died between fork and prctl: nobody would signal us
+            os._exit(125)
+
+    return preexec
+
+
+class _Spawner:
+    """Runs every Popen on one daemon thread that lives as long as the process (see the module doc).
+
+    A daemon thread is never joined: it ends only when the process does, which is exactly when the
+    parent-death signal should fire. After a fork (multiprocessing clients of a benchmark) the child
+    starts its own thread."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], concurrent.futures.Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def popen(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._jobs = queue.SimpleQueue()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, args=(self._jobs,), daemon=True)
+                self._thread.name = "harness-spawner"
+                self._thread.start()
+            future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+            self._jobs.put((start, future))
+        return future.result()
+
+    @staticmethod
+    def _run(
+        jobs: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], concurrent.futures.Future[subprocess.Popen[bytes]]]
+        ],
+    ) -> None:
+        while True:
+            start, future = jobs.get()
+            try:
+                future.set_result(start())
+            except BaseException as exc:  # handed to the caller, who raises it
+                future.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
 
 
 class MissingBinary(RuntimeError):
@@ -58,6 +128,37 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), or None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every live descendant of `root`: pid -> start time (clock ticks since boot; tells a reused pid)."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            starts[int(entry)] = fields[19]
+    found: dict[int, str] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found[pid] = starts[pid]
+        todo += children.get(pid, [])
+    return found
+
+
+def alive(pid: int, start_time: str) -> bool:
+    """Whether the process that had this pid and start time still runs (a zombie counts as dead)."""
+    fields = _stat(pid)
+    return fields is not None and fields[19] == start_time and fields[0] != "Z"
+
+
 def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
@@ -70,6 +171,8 @@ class ManagedProcess:
     argv: Sequence[str]
     workdir: Path
     env: dict[str, str] | None = None
+    # what the kernel sends this process when the process that started it dies
+    death_signal: int = signal.SIGKILL
     log_path: Path = field(init=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
@@ -82,16 +185,22 @@ class ManagedProcess:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
-        self.proc = subprocess.Popen(
-            list(self.argv),
-            cwd=self.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,  # own process group: stop() kills children too
-        )
-        log.close()
+        preexec = die_with_parent(os.getpid(), self.death_signal)
+        try:
+            self.proc = _SPAWNER.popen(
+                lambda: subprocess.Popen(
+                    list(self.argv),
+                    cwd=self.workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,  # own process group: stop() kills children too
+                    preexec_fn=preexec,
+                )
+            )
+        finally:
+            log.close()
         with _LIVE_LOCK:
             _LIVE.add(self)
         return self

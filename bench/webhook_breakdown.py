@@ -1,0 +1,157 @@
+"""Where a /validate request's time goes inside the app: the real Flask app, decision, recorder and SQLite
+store, called as WSGI in one process without gunicorn or TLS (those are the anchor's cost too, measured
+by bench/webhook.py as server CPU per request). Bench-only timing wrappers, nothing in the product.
+
+Per request, wall time and the CPU time of the thread doing the work (`time.thread_time`):
+
+- `app`: the whole WSGI call (Flask dispatch, JSON decode, decision, record, metrics, JSON encode);
+- `put_admission`: the request thread's part of the record (hand to the writer, wait for its answer);
+- `writer`: the writer thread's `Store.put_admissions` for that request's batch (the SQLite transaction);
+- `direct`: the same requests with the record written by the request thread itself (no writer thread):
+  what the hand-off costs is `app` minus `direct`.
+
+`--threads N` calls from N request threads at once (gthread's pool), where hand-offs meet contention.
+
+    .venv/bin/python -P bench/webhook_breakdown.py [--requests 3000] [--threads 1] [--switch-interval S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pulltag.config import settings_from_dict  # noqa: E402
+from pulltag.store import open_store  # noqa: E402
+from pulltag.store.base import AdmissionRecord, Store  # noqa: E402
+from tests.harness.webhook import pod_review  # noqa: E402
+from webhook.app import create_app  # noqa: E402
+from webhook.recorder import WriteResult  # noqa: E402
+
+CONFIG = {"registries": [{"host": "harbor.example.com"}]}
+CONTAINERS = {"app": "harbor.example.com/shop/web:2.1", "proxy": "harbor.example.com/infra/envoy:1.30"}
+
+Totals = dict[str, list[float]]  # segment -> [wall seconds, cpu seconds, count]
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.totals: Totals = {}
+
+    def add(self, name: str, wall: float, cpu: float, count: int = 1) -> None:
+        with self.lock:
+            t = self.totals.setdefault(name, [0.0, 0.0, 0])
+            t[0] += wall
+            t[1] += cpu
+            t[2] += count
+
+    def wrap(self, name: str, fn: Callable[..., Any], count: Callable[..., int] = lambda *a: 1) -> Any:
+        def timed(*args: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args)
+            finally:
+                self.add(name, time.perf_counter() - wall, time.thread_time() - cpu, count(*args))
+
+        return timed
+
+
+def environ(body: bytes) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/validate", "SCRIPT_NAME": "", "QUERY_STRING": "",
+        "SERVER_NAME": "localhost", "SERVER_PORT": "8443", "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "https", "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0),
+    }  # fmt: skip
+
+
+def run(app: Any, bodies: list[bytes], threads: int, timer: Timer, segment: str) -> None:
+    def start_response(status: str, _headers: Any) -> None:
+        if not status.startswith("200"):
+            raise RuntimeError(status)
+
+    def worker(mine: Iterable[bytes]) -> None:
+        for body in mine:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            b"".join(app(environ(body), start_response))
+            timer.add(segment, time.perf_counter() - wall, time.thread_time() - cpu)
+
+    pool = [threading.Thread(target=worker, args=(bodies[i::threads],)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def build(store: Store, timer: Timer, direct: bool) -> Any:
+    app = create_app(settings_from_dict(CONFIG, env={}), store)
+    handlers = app.extensions["pulltag"]
+    if direct:  # bench-only: the request thread writes the record itself, no writer thread
+
+        def write_here(record: AdmissionRecord) -> tuple[WriteResult, str]:
+            store.put_admissions([record])
+            return WriteResult.OK, ""
+
+        handlers.recorder.put_admission = timer.wrap("direct put_admission", write_here)
+    else:
+        handlers.recorder.put_admission = timer.wrap("put_admission", handlers.recorder.put_admission)
+        handlers.recorder._store = _TimedStore(store, timer)
+    return app
+
+
+class _TimedStore:
+    def __init__(self, store: Store, timer: Timer) -> None:
+        self._store = store
+        self.put_admissions = timer.wrap("writer put_admissions", store.put_admissions, lambda r: len(r))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--switch-interval", type=float, default=0.0, help="sys.setswitchinterval (s)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    totals: Totals = {}
+    with tempfile.TemporaryDirectory(prefix="pulltag-bench-breakdown-") as tmp:
+        for stem in ("recorder", "direct"):
+            timer = Timer()
+            store = open_store(f"sqlite:///{tmp}/{stem}.db")
+            app = build(store, timer, direct=stem == "direct")
+            bodies = [
+                json.dumps(pod_review(uid=f"r{i}", pod_uid=f"{stem}{i}", containers=CONTAINERS)).encode()
+                for i in range(300 + args.requests)
+            ]
+            run(app, bodies[:300], args.threads, timer, "warm-up")  # imports, schema, page cache
+            timer.totals.clear()
+            run(app, bodies[300:], args.threads, timer, f"app ({stem})")
+            totals.update(timer.totals)
+            app.extensions["pulltag"].recorder.close()
+            store.close()
+    print(f"/validate inside the app, {args.requests} requests from {args.threads} thread(s), SQLite:")
+    result: dict[str, dict[str, float]] = {}
+    for name, (wall, cpu, count) in totals.items():
+        per = args.requests  # per request (the writer's totals cover batches of several records)
+        result[name] = {"wall_us": round(wall / per * 1e6, 1), "cpu_us": round(cpu / per * 1e6, 1)}
+        print(f"  {name:<24} wall {wall / per * 1e6:7.1f} µs  CPU {cpu / per * 1e6:7.1f} µs  ({count} calls)")
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
