@@ -53,8 +53,8 @@ from listener.registry.errors import (
     RegistryError,
     TagConflict,
 )
-from pulltag.config import RegistrySettings, canonical_host
-from pulltag.images import is_valid_digest
+from pulltag.config import RegistrySettings
+from pulltag.images import DOCKER_HUB, canonical_host, is_valid_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -75,7 +75,7 @@ _LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
 
 def api_base_url(host: str, insecure: bool) -> str:
     """`https://host` (plain HTTP only when insecure); Docker Hub is served at registry-1.docker.io."""
-    api_host = DOCKER_HUB_API_HOST if canonical_host(host) == "docker.io" else host
+    api_host = DOCKER_HUB_API_HOST if canonical_host(host) == DOCKER_HUB else host
     return f"{'http' if insecure else 'https'}://{api_host}"
 
 
