@@ -60,17 +60,16 @@ class Credentials:
 
 
 class Keyring(Protocol):
+    """Where a client's credentials come from."""
+
+    @property
+    def source(self) -> str:
+        """What to name in a message (a file path), never a secret."""
+
     def lookup(self, host: str, repository: str = "") -> Credentials | None: ...
 
-
-class StaticKeyring:
-    """Fixed credentials for every lookup (for programmatic use and tests)."""
-
-    def __init__(self, credentials: Credentials | None) -> None:
-        self._credentials = credentials
-
-    def lookup(self, host: str, repository: str = "") -> Credentials | None:
-        return self._credentials
+    def keys(self) -> list[str]:
+        """The hosts (and paths) it holds credentials for, normalised; never a secret."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -233,6 +232,13 @@ class DockerConfigKeyring:
             self._index, self._stamp = index, stamp
             return index
 
+    @property
+    def source(self) -> str:
+        return f"credentials file {self.path}"
+
+    def keys(self) -> list[str]:
+        return sorted(self._current().keys)
+
     def lookup_all(self, host: str, repository: str = "") -> list[Credentials]:
         """Every matching entry, most specific key first."""
         return self._current().lookup_all(image_location(host, repository))
@@ -240,19 +246,3 @@ class DockerConfigKeyring:
     def lookup(self, host: str, repository: str = "") -> Credentials | None:
         found = self.lookup_all(host, repository)
         return found[0] if found else None
-
-
-def write_docker_config(path: str | os.PathLike[str], entries: Mapping[str, Credentials]) -> Path:
-    """Write a dockerconfigjson file (tests and the demo use it); `auth` holds `user:password`."""
-    auths: dict[str, dict[str, str]] = {}
-    for host, creds in entries.items():
-        entry: dict[str, str] = {}
-        if creds.has_basic:
-            raw = f"{creds.username}:{creds.password}".encode()
-            entry["auth"] = base64.b64encode(raw).decode("ascii")
-        if creds.identity_token:
-            entry["identitytoken"] = creds.identity_token
-        auths[host] = entry
-    target = Path(path)
-    target.write_text(json.dumps({"auths": auths}, indent=2))
-    return target

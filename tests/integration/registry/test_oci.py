@@ -21,8 +21,9 @@ from listener.registry import (
     RetryPolicy,
     registry_client,
 )
-from listener.registry.credentials import Credentials, DockerConfigKeyring, write_docker_config
+from listener.registry.credentials import Credentials, DockerConfigKeyring
 from pulltag.config import RegistrySettings
+from tests.harness.dockerconfig import write_docker_config
 from tests.harness.procs import free_port
 from tests.harness.registry import REFRESH_TOKENS, RegistryServer
 
@@ -161,8 +162,8 @@ def test_expired_token_is_renewed_before_use(token_registry: RegistryServer) -> 
     assert token_registry.token_server is not None
     with oci(token_registry) as client:
         client.create_tag(repo, pushed.digest, "warm")
-        for key in list(client.tokens._tokens):
-            client.tokens._tokens[key].expires_at = time.monotonic() - 1
+        for key in list(client.auth.tokens._tokens):
+            client.auth.tokens._tokens[key].expires_at = time.monotonic() - 1
         before_tokens = len(token_registry.token_server.records())
         before = client.requests_sent
         assert isinstance(client.create_tag(repo, pushed.digest, "deployed_1"), Created)
@@ -177,8 +178,8 @@ def test_rejected_token_is_replaced_once(token_registry: RegistryServer) -> None
     pushed = token_registry.push_image(repo, "v1")
     with oci(token_registry) as client:
         client.create_tag(repo, pushed.digest, "warm")
-        for key in list(client.tokens._tokens):
-            client.tokens._tokens[key].token = "not.a-valid.token"
+        for key in list(client.auth.tokens._tokens):
+            client.auth.tokens._tokens[key].token = "not.a-valid.token"
         assert isinstance(client.create_tag(repo, pushed.digest, "deployed_1"), Created)
 
 
