@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from listener.registry.auth import PULL, Authenticator, token_access
+from listener.registry.auth import PULL, Authenticator
 from listener.registry.base import (
     AlreadyThere,
     CheckResult,
@@ -28,6 +28,7 @@ from listener.registry.base import (
 from listener.registry.credentials import Keyring
 from listener.registry.errors import DigestMismatch, NotFound, PermanentError, TagConflict
 from listener.registry.names import check_repository
+from listener.registry.tokens import token_access
 from listener.registry.transport import RequestHook, RetryPolicy, Sleep
 from pulltag.config import RegistrySettings
 from pulltag.images import DOCKER_HUB, canonical_host, is_valid_digest

@@ -241,12 +241,6 @@ class SQLiteStore(Store):
         for table in ("admissions", "claims", "seen"):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
 
-    def purge_expired(self) -> None:
-        """Delete every expired row now (normally done lazily by writers)."""
-        self._next_purge = 0.0
-        with self._write() as conn:
-            self._maybe_purge(conn, time.time())
-
     # --- admission records ---------------------------------------------------------------------------
     def put_admission(self, record: AdmissionRecord, ttl_seconds: float | None = None) -> None:
         self.put_admissions([record], ttl_seconds)
