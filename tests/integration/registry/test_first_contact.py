@@ -45,7 +45,7 @@ ELSEWHERE = "registry.elsewhere.example"
 
 
 def _certificate(
-    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
 ) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
     return (
@@ -77,12 +77,12 @@ def elsewhere_tls(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "first-contact test CA")])
     leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ELSEWHERE)])
     ca = (
-        _certificate(ca_name, ca_name, ca_key, ca_key)
+        _certificate(ca_name, ca_name, ca_key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     leaf = (
-        _certificate(leaf_name, ca_name, key, ca_key)
+        _certificate(leaf_name, ca_name, key)
         .add_extension(
             x509.SubjectAlternativeName([x509.DNSName("registry.elsewhere.example")]), critical=False
         )
