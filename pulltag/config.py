@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+# Re-exported: the listener matched hosts through config before images.py owned the one rule.
+from pulltag.images import canonical_host as canonical_host
+
 ENV_CONFIG = "PULLTAG_CONFIG"
 ENV_STORE_URL = "PULLTAG_STORE_URL"
 
@@ -140,20 +143,15 @@ class Settings:
     listener: ListenerSettings = field(default_factory=ListenerSettings)
 
     def registry_for(self, host: str) -> RegistrySettings | None:
-        """The configured registry for an image's registry host (docker.io aliases are one host)."""
-        wanted = canonical_host(host)
+        """The configured registry for an image's registry host (`pulltag.images.canonical_host`)."""
         for registry in self.registries:
-            if canonical_host(registry.host) == wanted:
+            if canonical_host(host, plain_http=registry.insecure) == _canonical(registry):
                 return registry
         return None
 
 
-def canonical_host(host: str) -> str:
-    """Lower-case host; Docker Hub's aliases collapse to `docker.io` as image references do."""
-    lowered = host.strip().lower()
-    if lowered in {"index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}:
-        return "docker.io"
-    return lowered
+def _canonical(registry: RegistrySettings) -> str:
+    return canonical_host(registry.host, plain_http=registry.insecure)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -366,7 +364,7 @@ def _registries(raw: object) -> tuple[RegistrySettings, ...]:
     registries = tuple(_registry(item, i) for i, item in enumerate(raw))
     seen: set[str] = set()
     for i, registry in enumerate(registries):
-        host = canonical_host(registry.host)
+        host = _canonical(registry)
         if host in seen:
             raise ConfigError(f"registries[{i}].host", f"{registry.host!r} is configured twice")
         seen.add(host)

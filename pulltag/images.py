@@ -35,6 +35,8 @@ __all__ = [
     "ImageId",
     "ImageReference",
     "InvalidReference",
+    "canonical_host",
+    "canonical_image_name",
     "is_valid_digest",
     "is_valid_repository",
     "is_valid_tag",
@@ -49,6 +51,14 @@ MAX_NAME_LENGTH = 255
 
 # "index.docker.io" is the legacy name of Docker Hub; runtimes rewrite it to docker.io.
 _LEGACY_DOCKER_HUB = "index.docker.io"
+# Every name Docker Hub is known by: in image references (docker.io, index.docker.io), in credential
+# files (index.docker.io, https://index.docker.io/v1/), as its API host (registry-1.docker.io) and its
+# old web name (registry.hub.docker.com). One registry, so one canonical name: docker.io.
+_DOCKER_HUB_ALIASES = frozenset(
+    {DOCKER_HUB, _LEGACY_DOCKER_HUB, "registry-1.docker.io", "registry.hub.docker.com"}
+)
+_HTTPS_PORT = ":443"
+_HTTP_PORT = ":80"
 # One-part names on Docker Hub are official images living under "library/".
 _OFFICIAL_PREFIX = "library/"
 # The reserved host name that is a registry even without a "." or a port.
@@ -205,6 +215,35 @@ def is_valid_repository(path: str) -> bool:
 def is_valid_digest(d: str) -> bool:
     """Whether ``d`` is a digest a runtime accepts: ``sha256``/``sha384``/``sha512`` + lowercase hex."""
     return _digest_problem(d) is None
+
+
+def canonical_host(host: str, *, plain_http: bool = False) -> str:
+    """The one name of a registry host, for matching and keys (never for sending requests).
+
+    Host names are case-insensitive, so lower case; the scheme's default port is no port (``:443``,
+    or ``:80`` for a registry known to speak plain HTTP); Docker Hub's aliases are ``docker.io``.
+    ``Harbor.Example.com:443`` -> ``harbor.example.com``; ``INDEX.docker.io`` -> ``docker.io``.
+    """
+    name = host.strip().lower()
+    default_port = _HTTP_PORT if plain_http else _HTTPS_PORT
+    if name.endswith(default_port):
+        name = name[: -len(default_port)]
+    return DOCKER_HUB if name in _DOCKER_HUB_ALIASES else name
+
+
+def canonical_image_name(name: str) -> str:
+    """``registry/repository`` with the registry in its canonical form (the ledger's key for an image).
+
+    A one-part repository on Docker Hub is an official image, as in :func:`parse_reference`:
+    ``registry-1.docker.io/nginx`` and ``docker.io/library/nginx`` are one image.
+    """
+    registry, slash, repository = name.partition("/")
+    if not slash:
+        return name
+    host = canonical_host(registry)
+    if host == DOCKER_HUB and "/" not in repository:
+        repository = _OFFICIAL_PREFIX + repository
+    return f"{host}/{repository}"
 
 
 def parse_reference(text: str) -> ImageReference:

@@ -11,8 +11,11 @@ from typing import Any
 
 # Anything shaped like a credential is masked before a line is written, as a second line of defence:
 # the code never logs secrets on purpose, but exception texts from libraries may carry URLs or headers.
+# user:password@ in a URL: the one pattern, used for log lines and for naming a store URL in errors.
+# The password part may hold whitespace (a Redis URL's password need not be percent-encoded).
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]*):[^@/]*@")
 _REDACTIONS = [
-    (re.compile(r"(?<=://)([^:/@\s]*):[^@/\s]*@"), r"\1:***@"),
+    (_URL_PASSWORD, r"\1:***@"),
     (re.compile(r"(?i)(authorization:\s*)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1\2 ***"),
     (
         re.compile(
@@ -22,6 +25,17 @@ _REDACTIONS = [
         r"\1\2***",
     ),
 ]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, so it can be named in errors and logs."""
+    return _URL_PASSWORD.sub(r"\1:***@", url)
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """`text` on one line (runs of whitespace become one space), cut to `limit` characters with "..."."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def redact(text: str) -> str:

@@ -10,7 +10,6 @@ from listener.registry.base import (
     CheckResult,
     Created,
     RegistryClient,
-    RetryPolicy,
     TagResult,
 )
 from listener.registry.credentials import (
@@ -18,7 +17,6 @@ from listener.registry.credentials import (
     CredentialsError,
     DockerConfigKeyring,
     Keyring,
-    StaticKeyring,
 )
 from listener.registry.errors import (
     AuthenticationFailed,
@@ -37,6 +35,7 @@ from listener.registry.errors import (
 from listener.registry.factory import registry_client
 from listener.registry.harbor import HarborClient
 from listener.registry.oci import OciClient
+from listener.registry.transport import RetryPolicy
 
 __all__ = [
     "AlreadyThere",
@@ -60,7 +59,6 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailable",
     "RetryPolicy",
-    "StaticKeyring",
     "TagConflict",
     "TagResult",
     "TransientError",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from listener.registry.base import RetryPolicy
 from listener.registry.credentials import CredentialsError
 from listener.registry.errors import RegistryError
 from listener.registry.factory import registry_client
+from listener.registry.transport import RetryPolicy
 from pulltag.config import Settings
 from pulltag.images import InvalidReference, is_valid_tag, parse_reference
 

@@ -6,7 +6,8 @@ The file is a Kubernetes `kubernetes.io/dockerconfigjson` Secret's `.dockerconfi
 - a scheme and a leading `/v1/` or `/v2/` path are ignored; any other path must prefix the image path;
 - keys are tried most specific first (reverse lexicographic order);
 - ports must be equal; `*` globs apply per DNS label and the label counts must be equal;
-- `docker.io`, `index.docker.io`, `registry-1.docker.io` and `https://index.docker.io/v1/` are one.
+- hosts are compared in their canonical form (`pulltag.images.canonical_host`: lower case, no `:443`,
+  Docker Hub's aliases and `https://index.docker.io/v1/` are `docker.io`).
 
 The file is re-read when it changes (inode, size or mtime, checked on each lookup), which follows the
 symlink swap of a mounted Secret. Secrets never appear in a repr or a log line.
@@ -28,11 +29,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from listener.registry.errors import PermanentError
+from pulltag.images import canonical_host
 
 log = logging.getLogger("pulltag.registry.credentials")
-
-DOCKER_HUB_KEY_HOST = "index.docker.io"
-_DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 
 class CredentialsError(PermanentError):
@@ -61,17 +60,16 @@ class Credentials:
 
 
 class Keyring(Protocol):
+    """Where a client's credentials come from."""
+
+    @property
+    def source(self) -> str:
+        """What to name in a message (a file path), never a secret."""
+
     def lookup(self, host: str, repository: str = "") -> Credentials | None: ...
 
-
-class StaticKeyring:
-    """Fixed credentials for every lookup (for programmatic use and tests)."""
-
-    def __init__(self, credentials: Credentials | None) -> None:
-        self._credentials = credentials
-
-    def lookup(self, host: str, repository: str = "") -> Credentials | None:
-        return self._credentials
+    def keys(self) -> list[str]:
+        """The hosts (and paths) it holds credentials for, normalised; never a secret."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -90,13 +88,6 @@ def _split_host_port(netloc: str) -> tuple[str, str]:
     return netloc, ""
 
 
-def _canonical_netloc(netloc: str) -> str:
-    host, port = _split_host_port(netloc.lower())
-    if host in _DOCKER_HUB_ALIASES and not port:
-        host = DOCKER_HUB_KEY_HOST
-    return f"{host}:{port}" if port else host
-
-
 def normalize_key(key: str) -> str | None:
     """A config key as the keyring stores it: no scheme, no /v1/ or /v2/, host lower-cased."""
     key = key.strip()
@@ -112,7 +103,7 @@ def normalize_key(key: str) -> str | None:
     path = parsed.path
     if path.startswith(("/v1/", "/v2/")):
         path = path[3:]
-    netloc = _canonical_netloc(parsed.netloc)
+    netloc = canonical_host(parsed.netloc)
     if path and path != "/":
         return netloc + path
     return netloc
@@ -137,7 +128,7 @@ def key_matches(key: str, image: str) -> bool:
 
 
 def image_location(host: str, repository: str = "") -> str:
-    location = _canonical_netloc(host)
+    location = canonical_host(host)
     return f"{location}/{repository}" if repository else location
 
 
@@ -258,6 +249,13 @@ class DockerConfigKeyring:
             self._index, self._stamp = index, stamp
             return index
 
+    @property
+    def source(self) -> str:
+        return f"credentials file {self.path}"
+
+    def keys(self) -> list[str]:
+        return sorted(self._current().keys)
+
     def lookup_all(self, host: str, repository: str = "") -> list[Credentials]:
         """Every matching entry, most specific key first."""
         return self._current().lookup_all(image_location(host, repository))
@@ -265,19 +263,3 @@ class DockerConfigKeyring:
     def lookup(self, host: str, repository: str = "") -> Credentials | None:
         found = self.lookup_all(host, repository)
         return found[0] if found else None
-
-
-def write_docker_config(path: str | os.PathLike[str], entries: Mapping[str, Credentials]) -> Path:
-    """Write a dockerconfigjson file (tests and the demo use it); `auth` holds `user:password`."""
-    auths: dict[str, dict[str, str]] = {}
-    for host, creds in entries.items():
-        entry: dict[str, str] = {}
-        if creds.has_basic:
-            raw = f"{creds.username}:{creds.password}".encode()
-            entry["auth"] = base64.b64encode(raw).decode("ascii")
-        if creds.identity_token:
-            entry["identitytoken"] = creds.identity_token
-        auths[host] = entry
-    target = Path(path)
-    target.write_text(json.dumps({"auths": auths}, indent=2))
-    return target

@@ -7,6 +7,12 @@ credential (messages are built from names only, never from headers or request bo
 
 from __future__ import annotations
 
+import json
+
+import requests
+
+from pulltag.logs import clip
+
 
 class RegistryError(Exception):
     """Base of all registry errors."""
@@ -110,3 +116,59 @@ class TagConflict(PermanentError):
         self.tag = tag
         self.wanted = wanted
         self.existing = existing
+
+
+# ---------------------------------------------------------------------------------------------------
+# From a refused response to a typed error: one mapping for both clients.
+
+# What a status means for a registry request, said once for the OCI and the Harbor client.
+_REFUSALS: dict[int, tuple[type[PermanentError], str]] = {
+    401: (AuthenticationFailed, "the registry rejected the configured credentials (or needs some)"),
+    403: (
+        PermissionDenied,
+        "the account lacks the permission (a robot account needs push / create-tag rights)",
+    ),
+    404: (NotFound, "not found"),
+    405: (PolicyRefused, "the operation is not allowed here (Harbor: a proxy-cache project allows no tags)"),
+    412: (PolicyRefused, "an immutability rule protects this tag"),
+}
+
+
+def parse_errors(response: requests.Response) -> list[tuple[str, str]]:
+    """`{"errors": [{"code", "message"}]}` as (code, message) pairs; [] for anything else."""
+    try:
+        body = json.loads(response.content[:65536].decode("utf-8", "replace"))
+    except (ValueError, UnicodeDecodeError):
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [(str(e.get("code") or ""), str(e.get("message") or "")) for e in errors if isinstance(e, dict)]
+
+
+def describe_response(response: requests.Response) -> tuple[str, str | None]:
+    """A short, credential-free description of an error response, and its first error code."""
+    errors = parse_errors(response)
+    if errors:
+        code, message = errors[0]
+        text = f"HTTP {response.status_code} {code}: {message}".strip().rstrip(":")
+        return clip(text), code or None
+    reason = response.reason or ""
+    return f"HTTP {response.status_code} {reason}".strip(), None
+
+
+def refused(response: requests.Response, *, registry: str, what: str, repository: str) -> PermanentError:
+    """The typed error for a response that refused `what`: the class and the explanation by status, the
+    registry's own error text, and the request id to find it in the registry's logs."""
+    text, code = describe_response(response)
+    status = response.status_code
+    error_cls, explanation = _REFUSALS.get(status, (PermanentError, ""))
+    where = f" in repository {repository}" if repository else ""
+    because = f": {explanation}" if explanation else ""
+    request_id = response.headers.get("X-Request-Id")
+    message = f"{registry}: {what} refused{where}{because} ({text})"
+    if request_id:
+        message += f" [X-Request-Id {request_id}]"
+    return error_cls(
+        message, registry=registry, repository=repository, status=status, code=code, request_id=request_id
+    )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from listener.registry.base import Observer, RegistryClient, RequestHook, RetryPolicy, Sleep
+from listener.registry.base import Observer, RegistryClient
 from listener.registry.credentials import DockerConfigKeyring, Keyring
 from listener.registry.harbor import HarborClient
 from listener.registry.oci import OciClient
+from listener.registry.transport import RequestHook, RetryPolicy, Sleep
 from pulltag.config import RegistrySettings
 
 

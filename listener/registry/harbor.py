@@ -18,25 +18,9 @@ from urllib.parse import quote
 
 import requests
 
-from listener.registry.base import (
-    AlreadyThere,
-    CheckResult,
-    Created,
-    RegistryClient,
-    TagResult,
-    basic_auth_header,
-    describe_response,
-)
-from listener.registry.errors import (
-    AuthenticationFailed,
-    InvalidName,
-    NotFound,
-    PermanentError,
-    PermissionDenied,
-    PolicyRefused,
-    RegistryError,
-    TagConflict,
-)
+from listener.registry.base import AlreadyThere, CheckResult, Created, RegistryClient, TagResult
+from listener.registry.errors import InvalidName, NotFound, PermanentError, TagConflict, parse_errors
+from listener.registry.transport import basic_auth_header
 
 API_PREFIX = "/api/v2.0"
 
@@ -70,7 +54,7 @@ class HarborClient(RegistryClient):
         return f"{'http' if self.settings.insecure else 'https'}://{self.registry}"
 
     def _auth(self, repository: str) -> dict[str, str]:
-        creds = self.keyring.lookup(self.registry, repository) if self.keyring is not None else None
+        creds = self.credentials(repository)
         if creds is None or not creds.has_basic:
             return {}
         return {"Authorization": basic_auth_header(creds.username, creds.password)}
@@ -91,39 +75,24 @@ class HarborClient(RegistryClient):
         if extra_headers:
             headers.update(extra_headers)
         url = self.base_url + path + (f"?{params}" if params else "")
-        return self.http.send(
+        response = self.http.send(
             method, url, what=what, repository=repository, headers=headers, json_body=json_body
         )
+        if response.status_code == 404 and not parse_errors(response):
+            raise self._not_harbor(response, what, repository)
+        return response
 
-    def _failure(self, response: requests.Response, what: str, repository: str) -> RegistryError:
-        text, code = describe_response(response)
-        status = response.status_code
-        where = f"in repository {repository}" if repository else ""
-        explanation = {
-            401: "the registry rejected the configured credentials (or needs some)",
-            403: "the account lacks the permission (a robot account needs push / create-tag rights)",
-            404: "not found",
-            405: "the project is a proxy-cache project, which allows no tag creation",
-            412: "an immutability rule protects this tag",
-        }.get(status, "")
-        request_id = response.headers.get("X-Request-Id")
-        message = f"{self.registry}: {what} refused {where}: {explanation} ({text})".replace(":  (", ": (")
-        if request_id:
-            message += f" [X-Request-Id {request_id}]"
-        error_cls: type[PermanentError] = {
-            401: AuthenticationFailed,
-            403: PermissionDenied,
-            404: NotFound,
-            405: PolicyRefused,
-            412: PolicyRefused,
-        }.get(status, PermanentError)
-        return error_cls(
-            message,
+    def _not_harbor(self, response: requests.Response, what: str, repository: str) -> NotFound:
+        """Harbor answers every 404 of its API with a JSON error list; a bare 404 (distribution's "404
+        page not found") means the host is not Harbor, which a plain `NotFound` would hide."""
+        where = f" in repository {repository}" if repository else ""
+        return NotFound(
+            f"{self.registry}: {what}{where} found no Harbor API at {API_PREFIX} (HTTP 404 without Harbor's "
+            "error body): is this a plain OCI registry? Then configure it with type: oci",
             registry=self.registry,
             repository=repository,
-            status=status,
-            code=code,
-            request_id=request_id,
+            status=404,
+            request_id=response.headers.get("X-Request-Id"),
         )
 
     def _artifact(self, repository: str, reference: str, *, with_tag: bool) -> dict[str, Any] | None:

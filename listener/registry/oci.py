@@ -12,49 +12,26 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from listener.registry.auth import (
-    CachedToken,
-    Challenge,
-    TokenCache,
-    challenge_from,
-    credential_identity,
-    fetch_token,
-    parse_scope,
-    render_scope,
-    repository_resource,
-    token_access,
-)
+from listener.registry.auth import PULL, Authenticator
 from listener.registry.base import (
     AlreadyThere,
     CheckResult,
     Created,
     Observer,
     RegistryClient,
-    RequestHook,
-    RetryPolicy,
-    Sleep,
     TagResult,
-    basic_auth_header,
-    check_repository,
-    describe_response,
 )
-from listener.registry.credentials import Credentials, Keyring
-from listener.registry.errors import (
-    AuthenticationFailed,
-    DigestMismatch,
-    NotFound,
-    PermanentError,
-    PermissionDenied,
-    RegistryError,
-    TagConflict,
-)
-from pulltag.config import RegistrySettings, canonical_host
-from pulltag.images import is_valid_digest
+from listener.registry.credentials import Keyring
+from listener.registry.errors import DigestMismatch, NotFound, PermanentError, TagConflict
+from listener.registry.names import check_repository
+from listener.registry.tokens import token_access
+from listener.registry.transport import RequestHook, RetryPolicy, Sleep
+from pulltag.config import RegistrySettings
+from pulltag.images import DOCKER_HUB, canonical_host, is_valid_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -67,7 +44,6 @@ DOCKER_HUB_API_HOST = "registry-1.docker.io"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_TAG_PAGES = 10_000
 
-PULL = frozenset({"pull"})
 PULL_PUSH = frozenset({"pull", "push"})
 
 _LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
@@ -75,7 +51,7 @@ _LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
 
 def api_base_url(host: str, insecure: bool) -> str:
     """`https://host` (plain HTTP only when insecure); Docker Hub is served at registry-1.docker.io."""
-    api_host = DOCKER_HUB_API_HOST if canonical_host(host) == "docker.io" else host
+    api_host = DOCKER_HUB_API_HOST if canonical_host(host) == DOCKER_HUB else host
     return f"{'http' if insecure else 'https'}://{api_host}"
 
 
@@ -110,48 +86,7 @@ class OciClient(RegistryClient):
         )
         self.base_url = api_base_url(self.registry, self.settings.insecure)
         self.page_size = page_size
-        self.tokens = TokenCache()
-        self._scheme: str | None = None  # None until challenged: "basic" or "bearer"
-        self._challenge: Challenge | None = None
-
-    # -- auth -----------------------------------------------------------------------------------------
-
-    def _credentials(self, repository: str) -> Credentials | None:
-        if self.keyring is None:
-            return None
-        return self.keyring.lookup(self.registry, repository)
-
-    def _token_key(self, resource: str, creds: Credentials | None) -> tuple[str, str, str, str]:
-        challenge = self._challenge
-        assert challenge is not None
-        return (challenge.realm, challenge.service, resource, credential_identity(creds))
-
-    def _obtain_token(
-        self, resource: str, actions: frozenset[str], creds: Credentials | None, repository: str
-    ) -> CachedToken:
-        challenge = self._challenge
-        assert challenge is not None
-        scopes = [render_scope(resource, actions)] if resource and actions else []
-        token, expires_at = fetch_token(self.http, challenge, scopes, creds, repository=repository)
-        cached = CachedToken(token=token, actions=actions, expires_at=expires_at)
-        self.tokens.put(self._token_key(resource, creds), cached)
-        return cached
-
-    def _auth_headers(
-        self, resource: str, needs: frozenset[str], creds: Credentials | None, repository: str
-    ) -> dict[str, str]:
-        if self._scheme == "basic":
-            if creds is not None and creds.has_basic:
-                return {"Authorization": basic_auth_header(creds.username, creds.password)}
-            return {}
-        if self._scheme == "bearer":
-            cached = self.tokens.get(self._token_key(resource, creds))
-            if cached is None:
-                cached = self._obtain_token(resource, needs if resource else frozenset(), creds, repository)
-            elif not cached.fresh(time.monotonic()):
-                cached = self._obtain_token(resource, cached.actions | needs, creds, repository)
-            return {"Authorization": f"Bearer {cached.token}"}
-        return {}
+        self.auth = Authenticator(self)
 
     def _request(
         self,
@@ -161,127 +96,12 @@ class OciClient(RegistryClient):
         repository: str,
         what: str,
         needs: frozenset[str],
-        headers: Mapping[str, str] | None = None,
+        headers: dict[str, str] | None = None,
         data: bytes | None = None,
     ) -> requests.Response:
         url = target if target.startswith(("http://", "https://")) else self.base_url + target
-        creds = self._credentials(repository) if repository else self._credentials("")
-        resource = repository_resource(repository) if repository else ""
-        widened = refreshed = False
-        for _ in range(5):
-            auth = self._auth_headers(resource, needs, creds, repository)
-            sent_auth = bool(auth)
-            all_headers = dict(headers or {})
-            all_headers.update(auth)
-            response = self.http.send(
-                method, url, what=what, repository=repository, headers=all_headers, data=data
-            )
-            if response.status_code != 401:
-                return response
-            challenge = challenge_from(response)
-            text, code = describe_response(response)
-            if challenge is None:
-                raise AuthenticationFailed(
-                    f"{self.registry}: {what} refused in repository {repository or '-'} "
-                    f"with 401 and no usable challenge ({text})",
-                    registry=self.registry,
-                    repository=repository,
-                    status=401,
-                    code=code,
-                )
-            if challenge.scheme == "basic":
-                if creds is None or not creds.has_basic:
-                    raise self._no_credentials(what, repository, code)
-                if self._scheme == "basic" and sent_auth:
-                    raise self._rejected(what, repository, code)
-                self._scheme = "basic"
-                continue
-            # bearer
-            if (
-                self._scheme != "bearer"
-                or self._challenge is None
-                or (
-                    self._challenge.realm,
-                    self._challenge.service,
-                )
-                != (challenge.realm, challenge.service)
-            ):
-                self._scheme, self._challenge = "bearer", challenge
-                sent_auth = False
-            challenged: frozenset[str] = frozenset()
-            for scope in challenge.scopes:
-                parsed = parse_scope(scope)
-                if parsed is not None and parsed[0] == resource:
-                    challenged |= parsed[1]
-            key = self._token_key(resource, creds)
-            cached = self.tokens.get(key)
-            if not sent_auth:
-                self._obtain_token(
-                    resource, challenged | needs if resource else frozenset(), creds, repository
-                )
-                continue
-            if challenge.error == "insufficient_scope":
-                if widened and creds is None:
-                    raise self._no_credentials(what, repository, code)
-                if widened:
-                    missing = sorted((challenged | needs) - PULL) or sorted(challenged | needs)
-                    raise PermissionDenied(
-                        f"{self.registry}: {what} refused in repository {repository}: the credentials "
-                        f"lack {'/'.join(missing) or 'the needed'} permission ({text})",
-                        registry=self.registry,
-                        repository=repository,
-                        status=401,
-                        code=code,
-                    )
-                widened = True
-                held = cached.actions if cached is not None else frozenset()
-                self._obtain_token(resource, held | challenged | needs, creds, repository)
-                continue
-            # invalid_token or no error: the token expired or was revoked; try one fresh token.
-            if refreshed:
-                raise self._rejected(what, repository, code)
-            refreshed = True
-            held = cached.actions if cached is not None else needs
-            self.tokens.drop(key)
-            self._obtain_token(resource, held | needs if resource else frozenset(), creds, repository)
-        raise self._rejected(what, repository, None)
-
-    def _no_credentials(self, what: str, repository: str, code: str | None) -> AuthenticationFailed:
-        return AuthenticationFailed(
-            f"{self.registry}: {what} in repository {repository or '-'} requires authentication "
-            "and no credentials are configured for this registry",
-            registry=self.registry,
-            repository=repository,
-            status=401,
-            code=code,
-        )
-
-    def _rejected(self, what: str, repository: str, code: str | None) -> AuthenticationFailed:
-        return AuthenticationFailed(
-            f"{self.registry}: {what} in repository {repository or '-'} refused: "
-            "the registry rejected the configured credentials",
-            registry=self.registry,
-            repository=repository,
-            status=401,
-            code=code,
-        )
-
-    def _failure(self, response: requests.Response, what: str, repository: str) -> RegistryError:
-        text, code = describe_response(response)
-        status = response.status_code
-        message = f"{self.registry}: {what} refused in repository {repository or '-'} ({text})"
-        error_cls: type[PermanentError] = {
-            401: AuthenticationFailed,
-            403: PermissionDenied,
-            404: NotFound,
-        }.get(status, PermanentError)
-        return error_cls(
-            message,
-            registry=self.registry,
-            repository=repository,
-            status=status,
-            code=code,
-            request_id=response.headers.get("X-Request-Id"),
+        return self.auth.send(
+            method, url, repository=repository, what=what, needs=needs, headers=headers, data=data
         )
 
     # -- manifests ------------------------------------------------------------------------------------
@@ -454,13 +274,12 @@ class OciClient(RegistryClient):
         response = self._request("GET", "/v2/", repository="", what=what, needs=frozenset())
         if response.status_code != 200:
             raise self._failure(response, what, "")
-        authenticated = self._scheme is not None and self._credentials(repository or "") is not None
-        if repository is None or self._scheme != "bearer":
-            detail = "anonymous access" if self._scheme is None else f"{self._scheme} authentication"
+        scheme = self.auth.scheme
+        authenticated = scheme is not None and self.credentials(repository or "") is not None
+        if repository is None or scheme != "bearer":
+            detail = "anonymous access" if scheme is None else f"{scheme} authentication"
             return CheckResult(self.registry, authenticated, None, detail)
-        creds = self._credentials(repository)
-        resource = repository_resource(repository)
-        cached = self._obtain_token(resource, PULL_PUSH, creds, repository)
+        cached = self.auth.token(repository, PULL_PUSH)
         access = token_access(cached.token)
         if access is None:
             return CheckResult(self.registry, authenticated, None, "token is opaque")

@@ -1,5 +1,6 @@
 """The shared state store: admission records, claims, seen markers and the tag ledger."""
 
+from pulltag.logs import redact_url
 from pulltag.store.base import (
     OUTCOMES,
     AdmissionRecord,
@@ -8,7 +9,6 @@ from pulltag.store.base import (
     Store,
     StoreError,
     StoreUnavailable,
-    redact_url,
 )
 from pulltag.store.factory import StoreMissing, open_store
 

@@ -8,21 +8,20 @@ either does its job or raises `StoreUnavailable` (the backend cannot be reached 
 from __future__ import annotations
 
 import abc
-import re
+import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
+
+from pulltag.images import canonical_image_name
+from pulltag.logs import redact_url
 
 Outcome = Literal["created", "exists", "skipped", "failed", "dry-run"]
 OUTCOMES: tuple[Outcome, ...] = ("created", "exists", "skipped", "failed", "dry-run")
 
 # Container kinds as they appear in an Event's fieldPath (`spec.containers{name}`) and in the annotation.
 CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, so it can be named in errors and logs."""
-    return re.sub(r"(?<=://)([^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 class StoreError(Exception):
@@ -140,3 +139,79 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+
+# --- (de)serialisation, one JSON shape for every backend ----------------------------------------------
+# Plain dicts spelled out rather than dataclasses.asdict, which deep-copies: the webhook writes one
+# record per admitted pod.
+def record_to_json(record: AdmissionRecord) -> str:
+    fields = {
+        "uid": record.uid,
+        "namespace": record.namespace,
+        "name": record.name,
+        "images": record.images,
+        "owner": record.owner,
+        "node": record.node,
+        "admitted_at": record.admitted_at,
+    }
+    return json.dumps(fields)
+
+
+def record_from_json(text: str | bytes) -> AdmissionRecord:
+    d = json.loads(text)
+    return AdmissionRecord(
+        uid=d["uid"],
+        namespace=d["namespace"],
+        name=d["name"],
+        images={str(k): {str(c): str(i) for c, i in v.items()} for k, v in d.get("images", {}).items()},
+        owner=d.get("owner"),
+        node=d.get("node"),
+        admitted_at=float(d.get("admitted_at", 0.0)),
+    )
+
+
+def entry_to_json(entry: LedgerEntry, *, ensure_ascii: bool = True) -> str:
+    """`ensure_ascii=False` for Redis, whose script decodes the JSON to name index keys (see redis.py)."""
+    fields = {
+        "image": entry.image,
+        "digest": entry.digest,
+        "tag": entry.tag,
+        "namespace": entry.namespace,
+        "pod": entry.pod,
+        "node": entry.node,
+        "pulled_at": entry.pulled_at,
+        "tagged_at": entry.tagged_at,
+        "outcome": entry.outcome,
+        "reason": entry.reason,
+        "container": entry.container,
+    }
+    return json.dumps(fields, ensure_ascii=ensure_ascii)
+
+
+def entry_from_json(text: str | bytes) -> LedgerEntry:
+    d: dict[str, Any] = json.loads(text)
+    return LedgerEntry(
+        image=d["image"],
+        digest=d["digest"],
+        tag=d["tag"],
+        namespace=d["namespace"],
+        pod=d["pod"],
+        node=d["node"],
+        pulled_at=float(d["pulled_at"]),
+        tagged_at=float(d["tagged_at"]),
+        outcome=cast(Outcome, d["outcome"]),
+        reason=d.get("reason", ""),
+        container=d.get("container", ""),
+    )
+
+
+def ledger_image(image: str) -> str:
+    """The ledger's key for an image: `registry/repository` with the registry's canonical name, so an
+    entry written for `Harbor.Example.com:443/p/app` is found by `harbor.example.com/p/app`."""
+    return canonical_image_name(image)
+
+
+def canonical_entry(entry: LedgerEntry) -> LedgerEntry:
+    """The entry as the ledger keeps it (image under `ledger_image`)."""
+    image = ledger_image(entry.image)
+    return entry if image == entry.image else dataclasses.replace(entry, image=image)

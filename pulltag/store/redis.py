@@ -20,7 +20,6 @@ The client never retries: a timeout surfaces at once as `StoreUnavailable`, with
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,15 +29,20 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from pulltag.logs import redact_url
 from pulltag.store.base import (
     AdmissionRecord,
     LedgerEntry,
     Store,
     StoreError,
     StoreUnavailable,
-    redact_url,
+    canonical_entry,
+    entry_from_json,
+    entry_to_json,
+    ledger_image,
+    record_from_json,
+    record_to_json,
 )
-from pulltag.store.sqlite import _entry_from_json, _entry_to_dict, _record_from_json, _record_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +171,7 @@ class RedisStore(Store):
             pipe = self._client.pipeline(transaction=True)
             for record in records:
                 uid = record.uid
-                data = json.dumps(_record_to_dict(record))
+                data = record_to_json(record)
                 pipe.set(f"{PREFIX}adm:rec:{uid}", data, px=ttl_ms)
                 pipe.set(f"{PREFIX}adm:name:{record.namespace}/{record.name}", uid, px=ttl_ms)
                 pipe.zadd(f"{PREFIX}adm:idx", {uid: record.admitted_at})
@@ -192,7 +196,7 @@ class RedisStore(Store):
     def get_admission(self, uid: str) -> AdmissionRecord | None:
         with self._errors():
             raw = self._client.get(f"{PREFIX}adm:rec:{uid}")
-        return None if raw is None else _record_from_json(cast(bytes, raw))
+        return None if raw is None else record_from_json(cast(bytes, raw))
 
     def find_admission(self, namespace: str, name: str) -> AdmissionRecord | None:
         with self._errors():
@@ -214,7 +218,7 @@ class RedisStore(Store):
                 for raw in raws:
                     if raw is None:
                         continue  # expired since the prune
-                    record = _record_from_json(raw)
+                    record = record_from_json(raw)
                     if namespace is None or record.namespace == namespace:
                         records.append(record)
                 if len(records) >= limit:
@@ -265,7 +269,8 @@ class RedisStore(Store):
         # ensure_ascii=False: the script decodes the JSON to find the index keys, which Python names
         # with the raw UTF-8 of the values; cjson would turn \\u escapes of astral characters into
         # something else.
-        data = json.dumps(_entry_to_dict(entry), ensure_ascii=False)
+        entry = canonical_entry(entry)
+        data = entry_to_json(entry, ensure_ascii=False)
         keys = [f"{PREFIX}ledger:seq", f"{PREFIX}ledger", f"{PREFIX}ledger:data"]
         args = [PREFIX, repr(entry.tagged_at), data, entry.image, entry.digest, entry.namespace]
         with self._errors():
@@ -283,6 +288,7 @@ class RedisStore(Store):
         limit: int = 100,
     ) -> list[LedgerEntry]:
         # Walk the most selective index; check the remaining filters on the entries themselves.
+        image = None if image is None else ledger_image(image)
         if digest is not None:
             index = f"{PREFIX}ledger:digest:{digest}"
         elif image is not None:
@@ -299,7 +305,7 @@ class RedisStore(Store):
                 for raw in raws:
                     if raw is None:
                         continue  # trimmed while we read
-                    entry = _entry_from_json(raw)
+                    entry = entry_from_json(raw)
                     if _matches(entry, image, digest, namespace, pod):
                         entries.append(entry)
                 if len(entries) >= limit:

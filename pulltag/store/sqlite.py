@@ -15,7 +15,6 @@ Design notes (why it looks like this):
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -28,10 +27,15 @@ from typing import Any, cast
 from pulltag.store.base import (
     AdmissionRecord,
     LedgerEntry,
-    Outcome,
     Store,
     StoreError,
     StoreUnavailable,
+    canonical_entry,
+    entry_from_json,
+    entry_to_json,
+    ledger_image,
+    record_from_json,
+    record_to_json,
 )
 
 log = logging.getLogger(__name__)
@@ -237,12 +241,6 @@ class SQLiteStore(Store):
         for table in ("admissions", "claims", "seen"):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
 
-    def purge_expired(self) -> None:
-        """Delete every expired row now (normally done lazily by writers)."""
-        self._next_purge = 0.0
-        with self._write() as conn:
-            self._maybe_purge(conn, time.time())
-
     # --- admission records ---------------------------------------------------------------------------
     def put_admission(self, record: AdmissionRecord, ttl_seconds: float | None = None) -> None:
         self.put_admissions([record], ttl_seconds)
@@ -252,10 +250,7 @@ class SQLiteStore(Store):
         if not records:
             return
         now = time.time()
-        rows = [
-            (r.uid, r.namespace, r.name, r.admitted_at, now + ttl, json.dumps(_record_to_dict(r)))
-            for r in records
-        ]
+        rows = [(r.uid, r.namespace, r.name, r.admitted_at, now + ttl, record_to_json(r)) for r in records]
         with self._write() as conn:
             # DELETE + INSERT rather than INSERT OR REPLACE spelled out: a rewrite gets a new, highest
             # rowid, which is how "newest" breaks ties in admitted_at.
@@ -274,7 +269,7 @@ class SQLiteStore(Store):
             row = conn.execute(
                 "SELECT data FROM admissions WHERE uid = ? AND expires_at > ?", (uid, time.time())
             ).fetchone()
-        return None if row is None else _record_from_json(row[0])
+        return None if row is None else record_from_json(row[0])
 
     def find_admission(self, namespace: str, name: str) -> AdmissionRecord | None:
         # "Newest" is the most recently written live record, matching the Redis by-name pointer.
@@ -284,7 +279,7 @@ class SQLiteStore(Store):
                 " ORDER BY rowid DESC LIMIT 1",
                 (namespace, name, time.time()),
             ).fetchone()
-        return None if row is None else _record_from_json(row[0])
+        return None if row is None else record_from_json(row[0])
 
     def list_admissions(self, namespace: str | None = None, limit: int = 100) -> list[AdmissionRecord]:
         sql = "SELECT data FROM admissions WHERE expires_at > ?"
@@ -296,7 +291,7 @@ class SQLiteStore(Store):
         params.append(max(0, limit))
         with self._read() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [_record_from_json(r[0]) for r in rows]
+        return [record_from_json(r[0]) for r in rows]
 
     # --- claims and seen markers ---------------------------------------------------------------------
     def _take(self, table: str, key: str, ttl_seconds: float) -> bool:
@@ -330,7 +325,8 @@ class SQLiteStore(Store):
 
     # --- tag ledger -----------------------------------------------------------------------------------
     def append_ledger(self, entry: LedgerEntry) -> None:
-        data = json.dumps(_entry_to_dict(entry))
+        entry = canonical_entry(entry)
+        data = entry_to_json(entry)
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO ledger (image, digest, namespace, tagged_at, data) VALUES (?, ?, ?, ?, ?)",
@@ -359,6 +355,8 @@ class SQLiteStore(Store):
     ) -> list[LedgerEntry]:
         clauses: list[str] = []
         params: list[Any] = []
+        if image is not None:
+            image = ledger_image(image)
         for column, value in (("image", image), ("digest", digest), ("namespace", namespace)):
             if value is not None:
                 clauses.append(f"{column} = ?")
@@ -379,7 +377,7 @@ class SQLiteStore(Store):
             rows = conn.execute(
                 f"SELECT data FROM ledger{where} ORDER BY tagged_at DESC, id DESC LIMIT ?", params
             ).fetchall()
-        return [_entry_from_json(r[0]) for r in rows]
+        return [entry_from_json(r[0]) for r in rows]
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def ping(self) -> None:
@@ -399,62 +397,3 @@ class SQLiteStore(Store):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
-
-
-# --- (de)serialisation, shared with the Redis backend ------------------------------------------------
-def _record_to_dict(record: AdmissionRecord) -> dict[str, Any]:
-    return {
-        "uid": record.uid,
-        "namespace": record.namespace,
-        "name": record.name,
-        "images": record.images,
-        "owner": record.owner,
-        "node": record.node,
-        "admitted_at": record.admitted_at,
-    }
-
-
-def _record_from_json(text: str | bytes) -> AdmissionRecord:
-    d = json.loads(text)
-    return AdmissionRecord(
-        uid=d["uid"],
-        namespace=d["namespace"],
-        name=d["name"],
-        images={str(k): {str(c): str(i) for c, i in v.items()} for k, v in d.get("images", {}).items()},
-        owner=d.get("owner"),
-        node=d.get("node"),
-        admitted_at=float(d.get("admitted_at", 0.0)),
-    )
-
-
-def _entry_to_dict(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "image": entry.image,
-        "digest": entry.digest,
-        "tag": entry.tag,
-        "namespace": entry.namespace,
-        "pod": entry.pod,
-        "node": entry.node,
-        "pulled_at": entry.pulled_at,
-        "tagged_at": entry.tagged_at,
-        "outcome": entry.outcome,
-        "reason": entry.reason,
-        "container": entry.container,
-    }
-
-
-def _entry_from_json(text: str | bytes) -> LedgerEntry:
-    d = json.loads(text)
-    return LedgerEntry(
-        image=d["image"],
-        digest=d["digest"],
-        tag=d["tag"],
-        namespace=d["namespace"],
-        pod=d["pod"],
-        node=d["node"],
-        pulled_at=float(d["pulled_at"]),
-        tagged_at=float(d["tagged_at"]),
-        outcome=cast(Outcome, d["outcome"]),
-        reason=d.get("reason", ""),
-        container=d.get("container", ""),
-    )

@@ -44,8 +44,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from listener.registry.credentials import Credentials, write_docker_config
+from listener.registry.credentials import Credentials
 from pulltag.config import RegistrySettings
+from tests.harness.dockerconfig import write_docker_config
 
 API = "/api/v2.0"
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")

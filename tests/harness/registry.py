@@ -42,8 +42,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from listener.registry.credentials import Credentials, write_docker_config
+from listener.registry.credentials import Credentials
 from pulltag.config import RegistrySettings
+from tests.harness.dockerconfig import write_docker_config
 from tests.harness.procs import ManagedProcess, free_port, port_open, require_binary
 
 Mode = Literal["anonymous", "htpasswd", "token"]

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from listener.registry import Credentials, RegistryError, StaticKeyring, registry_client
-from listener.registry.credentials import write_docker_config
+from listener.registry import Credentials, RegistryError, registry_client
 from pulltag.config import RegistrySettings
+from tests.harness.dockerconfig import StaticKeyring, write_docker_config
 from tests.harness.harbor import HARBOR_PASSWORDS
 from tests.harness.procs import ManagedProcess, free_port
 from tests.harness.registry import PASSWORDS, REFRESH_TOKENS

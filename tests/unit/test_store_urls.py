@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pulltag.logs import redact, redact_url
 from pulltag.store import StoreError, open_store
 from pulltag.store.redis import RedisStore
 from pulltag.store.sqlite import sqlite_path
@@ -40,3 +41,19 @@ def test_redis_store_never_shows_its_password() -> None:
 def test_open_store_rejects_unknown_scheme() -> None:
     with pytest.raises(StoreError):
         open_store("memcached://x")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:hunter2-pw@db.example:6380/4", "redis://user:***@db.example:6380/4"),
+        ("redis://:hunter2-pw@db.example:6379/0", "redis://:***@db.example:6379/0"),
+        ("rediss://u:pass word with spaces@db:6379/0", "rediss://u:***@db:6379/0"),
+        ("redis://db.example:6379/0", "redis://db.example:6379/0"),
+        ("sqlite:///var/lib/pulltag/pulltag.db", "sqlite:///var/lib/pulltag/pulltag.db"),
+    ],
+)
+def test_one_redaction_for_store_urls_and_log_lines(url: str, shown: str) -> None:
+    # The store names its URL with the same pattern the log formatter masks lines with.
+    assert redact_url(url) == shown
+    assert redact(f"store unavailable: {url}: timed out") == f"store unavailable: {shown}: timed out"

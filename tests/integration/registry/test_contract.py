@@ -174,18 +174,19 @@ def test_new_tag_request_count(registry_backend: Any) -> None:
 def test_observer_sees_each_operation(registry_backend: Any) -> None:
     repo = registry_backend.new_repository()
     digest = registry_backend.seed_image(repo, "v1")
-    seen: list[tuple[str, float]] = []
+    seen: list[tuple[str, str, float]] = []
     hooked: list[tuple[str, str, int | None]] = []
     settings = registry_backend.settings()
     with registry_client(
         settings,
         retry=FAST,
-        observer=lambda op, s: seen.append((op, s)),
+        observer=lambda registry, op, s: seen.append((registry, op, s)),
         on_request=lambda *a: hooked.append(a),
     ) as client:
         client.digest_of(repo, "v1")
         client.tags_on(repo, digest, "x")
         client.create_tag(repo, digest, "x1")
         assert len(hooked) == client.requests_sent
-    assert [op for op, _ in seen] == ["digest_of", "tags_on", "create_tag"]
-    assert all(s >= 0 for _, s in seen)
+    assert [op for _, op, _ in seen] == ["digest_of", "tags_on", "create_tag"]
+    assert {registry for registry, _, _ in seen} == {settings.host}
+    assert all(s >= 0 for _, _, s in seen)

@@ -53,7 +53,6 @@ def test_expired_rows_are_deleted_lazily_by_a_writer(tmp_path: Path) -> None:
     assert _count(path, "admissions") == 0
     assert _count(path, "seen") == 0
     assert _count(path, "claims") == 1  # only the live one
-    store.purge_expired()
     store.close()
     other.close()
 

@@ -62,9 +62,10 @@ def test_repr_and_str_hide_secrets() -> None:
 @pytest.mark.parametrize(
     ("key", "normal"),
     [
-        ("https://index.docker.io/v1/", "index.docker.io"),
-        ("docker.io", "index.docker.io"),
-        ("registry-1.docker.io", "index.docker.io"),
+        ("https://index.docker.io/v1/", "docker.io"),
+        ("docker.io", "docker.io"),
+        ("registry-1.docker.io", "docker.io"),
+        ("https://Reg.Example.com:443/v2/", "reg.example.com"),
         ("http://Reg.Example.com:5000/v2/", "reg.example.com:5000"),
         ("reg.example.com/team", "reg.example.com/team"),
         ("https://reg.example.com/v2/team/app", "reg.example.com/team/app"),

@@ -7,11 +7,13 @@ import json
 
 import pytest
 
-from listener.registry.auth import parse_challenges, parse_scope, render_scope, token_access
-from listener.registry.base import RetryPolicy, check_repository, retry_after_seconds
+from listener.registry.challenges import parse_challenges, parse_scope, render_scope
 from listener.registry.errors import InvalidName
 from listener.registry.harbor import artifact_path, split_repository
+from listener.registry.names import check_repository
 from listener.registry.oci import ACCEPT_MANIFESTS, api_base_url, compute_digest, next_link
+from listener.registry.tokens import token_access
+from listener.registry.transport import RetryPolicy, retry_after_seconds
 
 
 def test_bearer_challenge_with_quoted_commas() -> None:
