@@ -46,13 +46,16 @@ class RegistryLike(Protocol):
     def create_tag(self, repository: str, digest: str, tag: str) -> Any: ...
 
 
-ClientFactory = Callable[[RegistrySettings], RegistryLike]
+# (registry settings, timing observer) -> client. The observer is the one path registry timings take.
+ClientFactory = Callable[[RegistrySettings, Callable[[str, str, float], None]], RegistryLike]
 
 
-def default_client_factory(settings: RegistrySettings) -> RegistryLike:
+def default_client_factory(
+    settings: RegistrySettings, observer: Callable[[str, str, float], None]
+) -> RegistryLike:
     from listener.registry import registry_client
 
-    client: RegistryLike = registry_client(settings)
+    client: RegistryLike = registry_client(settings, observer=observer)
     return client
 
 
@@ -183,7 +186,7 @@ class Tagger:
             if existing:
                 return "skipped", f"already tagged {existing} (ledger)", plan_
             tags = self._call(
-                plan_, "tags_on", lambda c: c.tags_on(plan_.repository, plan_.digest, plan_.skip_prefix or "")
+                plan_, lambda c: c.tags_on(plan_.repository, plan_.digest, plan_.skip_prefix or "")
             )
             if tags:
                 return "skipped", f"already tagged {sorted(tags)[0]}", plan_
@@ -213,29 +216,25 @@ class Tagger:
         if not self.store.claim(name_key, self.conf.claim_ttl_seconds):
             raise _NameBusy(plan_.tag)
         try:
-            return self._call(
-                plan_, "create_tag", lambda c: c.create_tag(plan_.repository, plan_.digest, plan_.tag)
-            )
+            return self._call(plan_, lambda c: c.create_tag(plan_.repository, plan_.digest, plan_.tag))
         finally:
             try:
                 self.store.release(name_key)
             except StoreError as exc:
                 log.warning("could not release the claim on tag name %s (it expires): %s", plan_.tag, exc)
 
-    def _call(self, plan_: TagPlan, operation: str, call: Callable[[RegistryLike], T]) -> T:
+    def _call(self, plan_: TagPlan, call: Callable[[RegistryLike], T]) -> T:
+        """One registry call under the registry's rate limit; its timing reaches the metrics through the
+        client's observer (`_observe`), the one path registry timings take."""
         client = self._client(plan_.registry)
         if not self._bucket(plan_.registry).acquire(self._stop):
             raise _Transient("stopping")
-        started = time.monotonic()
         try:
             return call(client)
         except Exception as exc:
             if getattr(exc, "transient", False):
                 raise _Transient(describe(exc)) from exc
             raise
-        finally:
-            elapsed = time.monotonic() - started
-            self.metrics.registry_seconds.labels(plan_.registry, operation).observe(elapsed)
 
     def _client(self, host: str) -> RegistryLike:
         with self._lock:
@@ -244,8 +243,11 @@ class Tagger:
                 settings = self.settings.registry_for(host)
                 if settings is None:
                     raise LookupError(f"registry {host} is not configured")
-                client = self._clients[host] = self._client_factory(settings)
+                client = self._clients[host] = self._client_factory(settings, self._observe)
             return client
+
+    def _observe(self, registry: str, operation: str, seconds: float) -> None:
+        self.metrics.registry_seconds.labels(registry, operation).observe(seconds)
 
     def _bucket(self, host: str) -> TokenBucket:
         with self._lock:

@@ -12,7 +12,6 @@ import base64
 import email.utils
 import http.cookiejar
 import logging
-import random
 import socket
 import ssl
 import threading
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 
 from listener.registry.errors import RateLimited, RegistryUnavailable, TransientError, describe_response
+from listener.workqueue import backoff_delay
 from pulltag.config import RegistrySettings
 
 log = logging.getLogger("pulltag.registry")
@@ -57,9 +57,8 @@ class RetryPolicy:
             raise ValueError("RetryPolicy delays must not be negative")
 
     def backoff(self, retry_number: int) -> float:
-        """Delay before retry `retry_number` (0-based): half fixed, half random ("equal jitter")."""
-        cap = min(self.max_delay, self.base_delay * (2**retry_number))
-        return float(cap / 2 + random.uniform(0, cap / 2))
+        """Delay before retry `retry_number` (0-based): the listener's one backoff rule."""
+        return backoff_delay(retry_number, self.base_delay, self.max_delay)
 
 
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pulltag.config import StoreSettings
-from pulltag.store.base import Store, StoreError, redact_url
+from pulltag.logs import redact_url
+from pulltag.store.base import Store, StoreError
 
 
 class StoreMissing(StoreError):

@@ -96,7 +96,7 @@ class World:
             self.kube,
             self.metrics,
             self.seen,
-            client_factory=lambda _settings: self.registry,
+            client_factory=lambda _settings, _observer: self.registry,
         )
         self.confirmer = Confirmer(self.settings, self.store, self.kube, self.metrics, self.seen, self.tagger)
         self.reconciler = Reconciler(self.settings, self.store, self.kube, self.tagger, latest=self.latest)
