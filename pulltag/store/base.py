@@ -16,9 +16,6 @@ from typing import Literal
 Outcome = Literal["created", "exists", "skipped", "failed", "dry-run"]
 OUTCOMES: tuple[Outcome, ...] = ("created", "exists", "skipped", "failed", "dry-run")
 
-# Container kinds as they appear in an Event's fieldPath (`spec.containers{name}`) and in the annotation.
-CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
-
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced, so it can be named in errors and logs."""
