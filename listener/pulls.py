@@ -278,8 +278,9 @@ def _parse_message(message: str) -> tuple[str, bool, float | None, float | None,
     if match is not None:
         image = _go_unquote(match["image"])
         size = int(match["size"]) if match["size"] is not None else None
-        pull = parse_go_duration(match["pull"]) if match["pull"] is not None else None
-        wait = parse_go_duration(match["wait"]) if match["wait"] is not None else None
+        # The expression has checked both durations' syntax already.
+        pull = _seconds(match["pull"]) if match["pull"] is not None else None
+        wait = _seconds(match["wait"]) if match["wait"] is not None else None
         return (image, False, pull, wait, size) if image else None
     match = _PRESENT_RE.fullmatch(message)
     if match is not None:
@@ -292,10 +293,15 @@ def parse_go_duration(text: str) -> float | None:
     """Seconds in a Go duration string (`1h0m0s`, `1m2.5s`, `350ms`, `2µs`, `3us`, `0`), else None."""
     if not isinstance(text, str) or _DURATION_RE.fullmatch(text) is None:
         return None
+    return _seconds(text)
+
+
+def _seconds(duration: str) -> float:
+    """The seconds of a duration string already known to match `_DURATION`."""
     total = 0.0  # "0" has no parts
-    for number, unit in _DURATION_PART_RE.findall(text):
+    for number, unit in _DURATION_PART_RE.findall(duration):
         total += float(number) * _UNIT_SECONDS[unit]
-    return -total if text.startswith("-") else total
+    return -total if duration.startswith("-") else total
 
 
 def _go_unquote(body: str) -> str:
