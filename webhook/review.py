@@ -228,8 +228,8 @@ def _controller_of(meta: Mapping[str, Any]) -> str | None:
         where = f"request.object.metadata.ownerReferences[{index}]"
         if not isinstance(ref, dict):
             raise BadReview(f"{where} must be an object, got {_type_name(ref)}")
-        for key, kind in (("controller", bool), ("kind", str), ("name", str)):
-            _opt(ref, key, kind, where)
+        for key, expected in (("controller", bool), ("kind", str), ("name", str)):
+            _opt(ref, key, expected, where)
         owner = controller_owner([ref])
         if owner is not None:
             return owner
