@@ -8,18 +8,17 @@ nowhere else: a tag on a guessed digest would be worse than no tag.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from listener.pulls import Pull, parse_timestamp
 from pulltag.config import canonical_host
+from pulltag.contract import ANNOTATION, STATUS_FIELDS, controller_owner, decode_images
 from pulltag.images import DOCKER_HUB, ImageReference, InvalidReference, parse_image_id, parse_reference
-from pulltag.store.base import CONTAINER_KINDS, AdmissionRecord
+from pulltag.store.base import AdmissionRecord
 
 __all__ = [
-    "ANNOTATION",
     "Confirmed",
     "Pending",
     "Rejected",
@@ -28,18 +27,7 @@ __all__ = [
     "confirm",
 ]
 
-ANNOTATION = "pulltag.dev/images"
-
 RejectedOutcome = Literal["unadmitted", "mismatch", "no_digest", "invalid"]
-
-# Where the kubelet reports each kind of container's status.
-_STATUS_FIELDS = {
-    "containers": "containerStatuses",
-    "initContainers": "initContainerStatuses",
-    "ephemeralContainers": "ephemeralContainerStatuses",
-}
-# The annotation is small; a huge one is not ours and is not worth decoding.
-_MAX_ANNOTATION_LENGTH = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,7 +35,6 @@ class Confirmed:
     """A pull that counts: the admitted image and the exact digest that reached the node."""
 
     pull: Pull
-    image: ImageReference  # as admitted, normalised
     digest: str  # from the container status imageID
     repository: str  # e.g. "library/nginx"
     registry: str  # the admitted image's registry host, e.g. "docker.io"
@@ -79,7 +66,7 @@ def admission_from_annotation(pod: Mapping[str, Any]) -> AdmissionRecord | None:
     uid, namespace, name = (_str(metadata.get(key)) for key in ("uid", "namespace", "name"))
     if not (uid and namespace and name):
         return None
-    images = _annotation_images(_mapping(metadata.get("annotations")).get(ANNOTATION))
+    images = decode_images(_mapping(metadata.get("annotations")).get(ANNOTATION))
     if images is None:
         return None
     created = parse_timestamp(metadata.get("creationTimestamp"))
@@ -88,43 +75,10 @@ def admission_from_annotation(pod: Mapping[str, Any]) -> AdmissionRecord | None:
         namespace=namespace,
         name=name,
         images=images,
-        owner=_controller_owner(metadata.get("ownerReferences")),
+        owner=controller_owner(metadata.get("ownerReferences")),
         node=_str(_mapping(_mapping(pod).get("spec")).get("nodeName")) or None,
         admitted_at=created.timestamp() if created is not None else 0.0,
     )
-
-
-def _annotation_images(text: object) -> dict[str, dict[str, str]] | None:
-    if not isinstance(text, str) or len(text) > _MAX_ANNOTATION_LENGTH:
-        return None
-    try:
-        decoded = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(decoded, dict):
-        return None
-    images: dict[str, dict[str, str]] = {}
-    for kind in CONTAINER_KINDS:
-        # Unknown keys are ignored (a newer webhook may add some); a known key must be well formed.
-        if kind not in decoded:
-            continue
-        containers = decoded[kind]
-        if not isinstance(containers, dict):
-            return None
-        if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in containers.items()):
-            return None
-        images[kind] = dict(containers)
-    return images or None
-
-
-def _controller_owner(refs: object) -> str | None:
-    if not isinstance(refs, list):
-        return None
-    for ref in refs:
-        ref = _mapping(ref)
-        if ref.get("controller") is True and _str(ref.get("kind")) and _str(ref.get("name")):
-            return f"{ref['kind']}/{ref['name']}"
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -171,7 +125,7 @@ def _admitted_image(pull: Pull, record: AdmissionRecord | None) -> ImageReferenc
 
 def _status_image_id(pod: Mapping[str, Any], kind: str, container: str) -> str | None:
     """The container's status imageID, or None while the kubelet has not written one."""
-    statuses = _mapping(_mapping(pod).get("status")).get(_STATUS_FIELDS.get(kind, ""))
+    statuses = _mapping(_mapping(pod).get("status")).get(STATUS_FIELDS.get(kind, ""))
     if not isinstance(statuses, list):
         return None
     for status in statuses:
@@ -199,7 +153,6 @@ def _confirm_digest(pull: Pull, admitted: ImageReference, image_id_text: str) ->
         return Rejected("mismatch", "digest")
     return Confirmed(
         pull=pull,
-        image=admitted,
         digest=image_id.digest,
         repository=admitted.repository,
         registry=admitted.registry,

@@ -15,22 +15,20 @@ from fnmatch import fnmatchcase
 from listener.confirm import Confirmed
 from listener.pulls import seen_key
 from pulltag.config import NamespaceSettings, Settings, TaggingSettings, canonical_host
+from pulltag.contract import IGNORE_LABEL, opted_out
 from pulltag.images import is_valid_tag
 
 __all__ = [
-    "IGNORE_LABEL",
     "MAX_TAG_LENGTH",
     "Skip",
     "TagPlan",
     "fallback_tag",
     "namespace_selected",
-    "opted_out",
     "plan",
     "render_tag",
     "sanitize_tag",
 ]
 
-IGNORE_LABEL = "pulltag.dev/ignore"
 MAX_TAG_LENGTH = 128
 # Everything the OCI tag grammar allows after the first character; the rest becomes "-".
 _TAG_CHAR_RE = re.compile(r"[^A-Za-z0-9._-]")
@@ -128,11 +126,6 @@ def namespace_selected(namespace: str, namespaces: NamespaceSettings) -> bool:
     if any(fnmatchcase(namespace, pattern) for pattern in namespaces.exclude):
         return False
     return any(fnmatchcase(namespace, pattern) for pattern in namespaces.include)
-
-
-def opted_out(labels: Mapping[str, str] | None) -> bool:
-    value = (labels or {}).get(IGNORE_LABEL)
-    return isinstance(value, str) and value.strip().lower() == "true"
 
 
 def render_tag(

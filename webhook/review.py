@@ -9,25 +9,23 @@ Two requests on core/v1 `pods` are handled (see `Target`); every other request i
 - `UPDATE` of the `ephemeralcontainers` subresource (`kubectl debug`): ephemeral containers can never be
   given at CREATE, the API server adds them to a running pod this way. /validate writes the record again
   from the updated pod (the whole pod, so the record stays complete); /mutate does not patch.
-The opt-out label `pulltag.dev/ignore: "true"` on the pod turns both webhooks into no-ops; the same label
-on a namespace is handled by the WebhookConfigurations' namespaceSelector, which the API server applies
-before calling us.
+The opt-out label (`pulltag.contract.opted_out`: `pulltag.dev/ignore: "true"`, exactly) on the pod turns
+both webhooks into no-ops; the same label on a namespace is handled by the WebhookConfigurations'
+namespaceSelector, which the API server applies before calling us.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulltag.contract import ANNOTATION, CONTAINER_KINDS, controller_owner, encode_images, opted_out
 from pulltag.images import InvalidReference, parse_reference
-from pulltag.store.base import CONTAINER_KINDS, AdmissionRecord
+from pulltag.store.base import AdmissionRecord
 from webhook.patch import Operation, encode_patch, pointer
 
-ANNOTATION = "pulltag.dev/images"
-IGNORE_LABEL = "pulltag.dev/ignore"
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 # Warnings longer than this are truncated by some clients; the API server caps them too.
 MAX_WARNING_LENGTH = 119
@@ -57,7 +55,7 @@ class Pod:
 
     @property
     def ignored(self) -> bool:
-        return self.labels.get(IGNORE_LABEL) == "true"
+        return opted_out(self.labels)
 
 
 class Target(enum.Enum):
@@ -223,16 +221,18 @@ def _images_of(spec: Mapping[str, Any], path: str) -> dict[str, dict[str, str]]:
 
 
 def _controller_of(meta: Mapping[str, Any]) -> str | None:
+    """The controller owner (`pulltag.contract.controller_owner`); each reference is type-checked up to
+    the first controller one."""
     refs: list[Any] = _opt(meta, "ownerReferences", list, "request.object.metadata") or []
     for index, ref in enumerate(refs):
         where = f"request.object.metadata.ownerReferences[{index}]"
         if not isinstance(ref, dict):
             raise BadReview(f"{where} must be an object, got {_type_name(ref)}")
-        controller = _opt(ref, "controller", bool, where)
-        kind = _opt(ref, "kind", str, where)
-        name = _opt(ref, "name", str, where)
-        if controller and kind and name:
-            return f"{kind}/{name}"
+        for key, expected in (("controller", bool), ("kind", str), ("name", str)):
+            _opt(ref, key, expected, where)
+        owner = controller_owner([ref])
+        if owner is not None:
+            return owner
     return None
 
 
@@ -256,15 +256,9 @@ def response(
     return {"apiVersion": review.api_version, "kind": "AdmissionReview", "response": answer}
 
 
-def annotation_value(images: Mapping[str, Mapping[str, str]]) -> str:
-    """Compact JSON with sorted keys; kinds without containers are omitted."""
-    present = {kind: dict(names) for kind, names in images.items() if names}
-    return json.dumps(present, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def annotation_patch(pod: Pod) -> list[Operation]:
     """The operations that make the annotation equal to the pod's current images (empty if it is)."""
-    value = annotation_value(pod.images)
+    value = encode_images(pod.images)
     if not pod.has_metadata:
         return [{"op": "add", "path": "/metadata", "value": {"annotations": {ANNOTATION: value}}}]
     if pod.annotations is None:

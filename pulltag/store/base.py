@@ -20,9 +20,6 @@ from pulltag.logs import redact_url
 Outcome = Literal["created", "exists", "skipped", "failed", "dry-run"]
 OUTCOMES: tuple[Outcome, ...] = ("created", "exists", "skipped", "failed", "dry-run")
 
-# Container kinds as they appear in an Event's fieldPath (`spec.containers{name}`) and in the annotation.
-CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
-
 
 class StoreError(Exception):
     """The store refused an operation (not a connectivity problem)."""

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from listener.confirm import Confirmed, Pending, Rejected, admission_from_annotation, confirm
-from pulltag.images import parse_reference
 from pulltag.store.base import AdmissionRecord
 
 from .factories import DIGEST, OTHER_DIGEST, POD_UID, make_pod, make_pull
@@ -134,7 +133,6 @@ def test_confirmed() -> None:
     result = confirm(pull, _record(), make_pod())
     assert result == Confirmed(
         pull=pull,
-        image=parse_reference("nginx:1.25"),
         digest=DIGEST,
         repository="library/nginx",
         registry="docker.io",
@@ -197,7 +195,6 @@ def test_confirmed_image_ids_of_each_runtime(
     result = confirm(pull, _record({"containers": {"app": admitted}}), make_pod(statuses=_status(image_id)))
     assert isinstance(result, Confirmed), result
     assert (result.registry, result.repository, result.digest) == (registry, repository, DIGEST)
-    assert result.image == parse_reference(admitted)
 
 
 @pytest.mark.parametrize(

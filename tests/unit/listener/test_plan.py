@@ -32,7 +32,7 @@ def _settings(
 def _confirmed(image: str = "nginx:1.25", **pull_changes: Any) -> Confirmed:
     ref = parse_reference(image)
     pull = make_pull(image=image, **pull_changes)
-    return Confirmed(pull=pull, image=ref, digest=DIGEST, repository=ref.repository, registry=ref.registry)
+    return Confirmed(pull=pull, digest=DIGEST, repository=ref.repository, registry=ref.registry)
 
 
 def _plan(confirmed: Confirmed | None = None, settings: Settings | None = None, **labels: Any) -> TagPlan:
@@ -136,7 +136,9 @@ def test_namespace_filters(
     [
         ({"pulltag.dev/ignore": "true"}, None, True),
         (None, {"pulltag.dev/ignore": "true"}, True),
-        ({"pulltag.dev/ignore": "True"}, {}, True),
+        # The one rule (pulltag.contract.opted_out): exactly "true", as the webhooks' selectors match it.
+        ({"pulltag.dev/ignore": "True"}, {}, False),
+        (None, {"pulltag.dev/ignore": " true"}, False),
         ({"pulltag.dev/ignore": "false"}, {"pulltag.dev/ignore": "no"}, False),
         ({"pulltag.dev/ignore": ""}, None, False),
         ({"app": "web"}, {"team": "a"}, False),

@@ -10,16 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pulltag.contract import ANNOTATION
 from pulltag.store.base import AdmissionRecord
 from tests.harness.webhook import DIGEST, pod_review
 from tests.unit.webhook.reviews import ephemeral_review
 from webhook.patch import apply_patch, decode_patch
 from webhook.review import (
-    ANNOTATION,
     MAX_WARNING_LENGTH,
     BadReview,
     Target,
-    annotation_value,
     decide_mutate,
     decide_validate,
     image_warnings,
@@ -262,16 +261,11 @@ def test_an_ignored_pod_gets_nothing(phase: str) -> None:
     assert set(decision.response["response"]) == {"uid", "allowed"}
 
 
-def test_only_the_exact_label_value_true_ignores() -> None:
-    review = parse_review(pod_review(labels={"pulltag.dev/ignore": "false"}))
+@pytest.mark.parametrize("value", ["false", "True", "TRUE", " true", "yes", ""])
+def test_only_the_exact_label_value_true_ignores(value: str) -> None:
+    review = parse_review(pod_review(labels={"pulltag.dev/ignore": value}))
     assert decide_mutate(review).outcome == "patched"
-
-
-def test_annotation_json_is_compact_sorted_and_omits_empty_kinds() -> None:
-    value = annotation_value(
-        {"initContainers": {"b": "x", "a": "y"}, "containers": {"z": "n"}, "ephemeralContainers": {}}
-    )
-    assert value == '{"containers":{"z":"n"},"initContainers":{"a":"y","b":"x"}}'
+    assert decide_validate(review, known, 1.0).outcome == "recorded"
 
 
 # --- /validate -------------------------------------------------------------------------------------
