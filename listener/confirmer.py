@@ -16,6 +16,7 @@ from listener.seen import SeenMarks
 from listener.tagger import Tagger, TagJob, loggable
 from listener.workqueue import WorkerPool, WorkQueue, backoff_delay
 from pulltag.config import Settings
+from pulltag.contract import field_path
 from pulltag.store import AdmissionRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,6 @@ def admission_record(store: Store, pod_uid: str, pod: Obj | None) -> AdmissionRe
     if record is None and pod is not None:
         record = admission_from_annotation(pod)
     return record
-
-
-def field_path_of(pull: Pull) -> str:
-    return f"spec.{pull.container_kind}{{{pull.container}}}"
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,9 @@ class Confirmer:
         )
         if isinstance(result, Skip):
             return _Decision("filtered", f"{result.reason} {result.detail}".strip())
-        job = TagJob(result, pull.pod_uid, field_path_of(pull), frozenset({seen_key(pull)}))
+        job = TagJob(
+            result, pull.pod_uid, field_path(pull.container_kind, pull.container), frozenset({seen_key(pull)})
+        )
         return _Decision("confirmed", f"{result.image_name}@{result.digest} → {result.tag}", job)
 
     def _retry(self, key: str, job: ConfirmJob, reason: str, patience: float, *, give_up: bool) -> None:

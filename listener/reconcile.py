@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from listener.confirm import Confirmed, confirm
-from listener.confirmer import admission_record, field_path_of
+from listener.confirmer import admission_record
 from listener.kube import ClusterAPI, KubeError, Obj, pod_labels
 from listener.ledger import tagged_per_ledger
 from listener.plan import TagPlan, plan
@@ -26,6 +26,7 @@ from listener.pulls import Pull, parse_timestamp
 from listener.seen import LatestPulls
 from listener.tagger import Tagger, TagJob
 from pulltag.config import Settings
+from pulltag.contract import field_path
 from pulltag.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class Reconciler:
                 namespace_labels=self.kube.namespace_labels(pull.namespace),
             )
             if isinstance(planned, TagPlan) and not self._already_tagged(planned):
-                yield TagJob(planned, pull.pod_uid, field_path_of(pull))
+                yield TagJob(planned, pull.pod_uid, field_path(pull.container_kind, pull.container))
 
     def _already_tagged(self, planned: TagPlan) -> bool:
         """The ledger says this digest has its tag for the plan's scope: no need to queue it."""
