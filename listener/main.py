@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import queue
 import signal
@@ -12,12 +13,14 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 
 from listener.confirmer import Confirmer
 from listener.health import HealthServer
 from listener.informer import Informer, InformerOptions
+from listener.inventory import Inventory
 from listener.kube import KubeClient, Obj, load_config, own_namespace
 from listener.leader import ElectionTiming, LeaseElector
 from listener.metrics import ListenerMetrics
@@ -68,8 +71,11 @@ class _Run:
             self.seen,
             client_factory=owner.client_factory,
             instance=owner.identity,
+            clock=owner.clock,
         )
         self.confirmer = Confirmer(settings, owner.store, owner.kube, owner.metrics, self.seen, self.tagger)
+        self.inventory = Inventory(settings, owner.store, owner.kube, owner.metrics, clock=owner.clock)
+        self.confirmer.on_confirmed = self.inventory.refresh
         self.informer: Informer[Item] = Informer(
             owner.kube, self.events, transform_event, owner.metrics, informer_options(settings)
         )
@@ -92,6 +98,7 @@ class _Run:
         self.confirmer.start()
         self._dispatcher.start()
         self.informer.start()
+        self.inventory.start()
         if self.owner.settings.listener.catch_up:
             self.reconciler.start()
 
@@ -99,6 +106,7 @@ class _Run:
         deadline = time.monotonic() + grace
         self.informer.stop()
         self.reconciler.stop()
+        self.inventory.stop()
         self._stop.set()
         self._dispatcher.join(2.0)
         # Waiting confirmations are dropped (not marked seen: handled again after a restart);
@@ -165,8 +173,10 @@ class Listener:
         *,
         identity: str | None = None,
         client_factory: ClientFactory = default_client_factory,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # wall time for every decision of a term (tests and simulations drive it)
         self.kube = kube
         self.store = store
         self.metrics = metrics or ListenerMetrics()
@@ -176,6 +186,7 @@ class Listener:
         self._run: _Run | None = None
         self._lock = threading.Lock()
         self.metrics.queue_depth.set_function(self._queue_depth)
+        self.metrics.inventory_age_seconds.set_function(self._inventory_age)
 
     @property
     def current(self) -> _Run | None:
@@ -202,6 +213,10 @@ class Listener:
     def _queue_depth(self) -> float:
         run = self._run
         return float(run.queue_depth()) if run is not None else 0.0
+
+    def _inventory_age(self) -> float:
+        run = self._run
+        return run.inventory.age_seconds() if run is not None else math.nan
 
     # --- health -----------------------------------------------------------------------------------------
 
