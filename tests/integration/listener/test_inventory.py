@@ -171,3 +171,30 @@ def test_a_pass_over_pages_counts_each_pod_once(env: Env, store_url: str, count:
     assert done is not None and done.digests == 1
     assert [(e.image, e.digest, e.pods) for e in store.inventory()] == [(image, digest, count)]
     store.close()
+
+
+# --- the clock ----------------------------------------------------------------------------------------------
+def test_the_listeners_clock_drives_the_ledger_and_the_inventory(env: Env, store_url: str) -> None:
+    from listener.main import Listener
+
+    repository, digest, image = env.image()
+    pod = env.pod("web", image)
+    env.run(pod, digest)
+    simulated = 2_000_000_000.0  # 2033: far from the wall clock
+    store = env.open_store(store_url)
+    listener = Listener(
+        env.settings(store_url), env.kube(), store, ListenerMetrics(), clock=lambda: simulated
+    )
+    listener.start()
+    try:
+        env.pulled(pod)
+        wait_for(lambda: env.tags_on(repository, digest), what="the tag")
+        wait_for(lambda: store.last_inventory_pass() is not None, what="an inventory pass")
+        (created,) = [e for e in env.ledger(digest=digest, url=store_url) if e.outcome == "created"]
+        assert created.tagged_at == simulated
+        assert store.last_inventory_pass() == InventoryPass(simulated, simulated, 1)
+        assert [e.last_seen for e in store.inventory()] == [simulated]
+        assert listener.metrics.value("pulltag_inventory_age_seconds") == 0.0
+    finally:
+        listener.stop(5.0)
+        store.close()
