@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from listener.inventory import Inventory
-from listener.kube import KubeClient
+from listener.kube import KubeClient, load_config
 from listener.metrics import ListenerMetrics
 from pulltag.config import TaggingSettings
 from pulltag.images import canonical_image_name
@@ -131,6 +131,17 @@ class CompactingBetweenPages:
         return getattr(self.kube, name)
 
 
+class GoneBetweenPages(CompactingBetweenPages):
+    """The real client, with the API server gone once the first page is read (a crashed or partitioned
+    API server: the next page is never answered)."""
+
+    def list_pods(self, namespace: str | None = None, limit: int = 500) -> Iterator[Obj]:
+        for i, pod in enumerate(self.kube.list_pods(namespace, limit)):
+            yield pod
+            if i == limit - 1:
+                self.api.stop()
+
+
 def _inventory(env: Env, store: Store, kube: Any) -> Inventory:
     return Inventory(env.settings(store.url), store, kube, ListenerMetrics(), page_size=2)
 
@@ -162,6 +173,22 @@ def test_an_expired_continue_token_completes_no_pass(env: Env, store_url: str) -
     previous = _previous_pass(store)
     inventory = _inventory(env, store, CompactingBetweenPages(env.kube(), env.api))
     assert inventory.run_once() is None
+    assert store.last_inventory_pass() == previous
+    assert inventory.metrics.value("pulltag_inventory_passes_total", {"outcome": "list_error"}) == 1
+    store.close()
+
+
+def test_an_api_server_gone_in_the_middle_of_the_list_completes_no_pass(env: Env, store_url: str) -> None:
+    _running_pods(env, 5, annotate=False)
+    store = env.open_store(store_url)
+    previous = _previous_pass(store)
+    inventory = _inventory(
+        env, store, GoneBetweenPages(KubeClient(load_config(env.kubeconfig), request_timeout=2), env.api)
+    )
+    try:
+        assert inventory.run_once() is None
+    finally:
+        env.api.restart()
     assert store.last_inventory_pass() == previous
     assert inventory.metrics.value("pulltag_inventory_passes_total", {"outcome": "list_error"}) == 1
     store.close()
