@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server docker-registry
+APT_PACKAGES := redis-server docker-registry prometheus
 STAMP := $(VENV)/.installed
 
 .PHONY: test demo soak explore lint types layering unit system-deps venv bench clean
@@ -31,6 +31,7 @@ system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
