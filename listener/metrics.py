@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -64,12 +65,17 @@ class ListenerMetrics:
         the watch thread pays nothing per event."""
         self.watch_last_activity.set_function(lambda: time.time() - (time.monotonic() - last_activity()))
 
-    def track_store(self, ping: Callable[[], object]) -> None:
-        """Ping the store at each scrape: `pulltag_store_up` is 0 when it raises."""
+    def track_store(self, ping: Callable[[], object], timeout: float = 5.0) -> None:
+        """Ping the store at each scrape: `pulltag_store_up` is 0 when it raises or takes over `timeout`.
+
+        The pings run on one thread of their own: the health server answers each request on a new thread,
+        and the SQLite store opens a connection per thread that lives as long as the store.
+        """
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-ping")
 
         def up() -> float:
             try:
-                ping()
+                executor.submit(ping).result(timeout)
             except Exception:  # any failure to answer is "down"; a scrape must never fail on it
                 return 0.0
             return 1.0

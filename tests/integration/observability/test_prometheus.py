@@ -17,6 +17,7 @@ import re
 import socket
 import ssl
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ import yaml
 
 from tests.harness.procs import ManagedProcess, free_port, require_binary, wait_for
 from tests.harness.webhook import SERVICE_HOST
-from tests.harness.world import World
+from tests.harness.world import World, metric_value
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -278,3 +279,18 @@ def test_dashboard_uses_the_datasource_variable_only() -> None:
     for panel in dashboard["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+
+
+def test_leader_store_and_watch_gauges_of_the_leader_and_a_standby(world: World) -> None:
+    world.wait_for(lambda: world.metric("pulltag_leader") == 1, 30, "the listener to lead")
+    text = world.metrics()
+    assert metric_value(text, "pulltag_store_up") == 1
+    # the leader's watch is alive: its last activity is recent (bookmarks, events or the stream's opening)
+    assert time.time() - metric_value(text, "pulltag_watch_last_activity_timestamp_seconds") < 120
+    world.start_listener_process("standby")
+    standby = world.metrics("standby")
+    assert metric_value(standby, "pulltag_leader") == 0
+    assert metric_value(standby, "pulltag_store_up") == 1
+    assert (
+        metric_value(world.metrics("listener"), "pulltag_leader") == 1
+    )  # (world.metrics() is the last one's)
