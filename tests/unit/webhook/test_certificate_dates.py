@@ -4,14 +4,17 @@ gauges that carry them (webhook.metrics.CertificateMetrics)."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pulltag.certs import make_ca, make_leaf
+from tests.harness.webhook import make_certs
 from webhook.metrics import CertificateMetrics
-from webhook.tls import CertificateDates, certificate_dates
+from webhook.tls import CertificateDates, CertReloader, certificate_dates
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -22,6 +25,10 @@ def pem(*certs: x509.Certificate) -> bytes:
 
 def ts(cert: x509.Certificate) -> float:
     return cert.not_valid_after_utc.timestamp()
+
+
+def not_after(path: Path) -> float:
+    return ts(x509.load_pem_x509_certificate(path.read_bytes()))
 
 
 def test_leaf_and_the_ca_from_ca_crt() -> None:
@@ -76,3 +83,26 @@ def test_gauges_carry_the_dates_and_a_missing_ca_date_is_no_sample() -> None:
     metrics.record(CertificateDates(1_700_000_000.0, 2_000_000_000.0))
     assert get("pulltag_webhook_certificate_expiry_timestamp_seconds") == 1_700_000_000.0
     assert get("pulltag_webhook_ca_expiry_timestamp_seconds") == 2_000_000_000.0
+
+
+def test_the_reloader_reports_the_dates_of_what_it_serves(tmp_path: Path) -> None:
+    live = make_certs(tmp_path / "live", days=100)
+    reported: list[CertificateDates] = []
+    reloader = CertReloader(
+        str(live / "tls.crt"), str(live / "tls.key"), interval=0.0, on_load=reported.append
+    )
+    first = CertificateDates(not_after(live / "tls.crt"), not_after(live / "ca.crt"))
+    assert reported == [first]
+
+    # A certificate whose key does not match is not served, so its dates are not reported either.
+    other = make_certs(tmp_path / "other", days=10)
+    shutil.copy(other / "tls.crt", live / "tls.crt")
+    reloader.context()
+    assert reported == [first]
+
+    # Once the pair loads, its dates (and its own CA's) are reported.
+    renewed = make_certs(tmp_path / "renewed", days=50, ca_days=200)
+    for name in ("ca.crt", "tls.key", "tls.crt"):
+        shutil.copy(renewed / name, live / name)
+    reloader.context()
+    assert reported[1:] == [CertificateDates(not_after(renewed / "tls.crt"), not_after(renewed / "ca.crt"))]
