@@ -143,7 +143,7 @@ class Authenticator:
         cached = self.tokens.get(key)
         wanted = challenged | wanted_actions(call.resource, call.needs) if call.resource else frozenset()
         if not sent_auth:
-            self._obtain(call.resource, wanted, call.creds, call.repository)
+            self._obtain_wanted(call.resource, wanted, challenged | call.needs, call.creds, call.repository)
         elif challenge.error == "insufficient_scope":
             if call.widened:
                 raise self._lacking(call, challenged, text, code)
@@ -180,6 +180,23 @@ class Authenticator:
         self.tokens.put(self._key(resource, creds), cached)
         return cached
 
+    def _obtain_wanted(
+        self,
+        resource: str,
+        wanted: frozenset[str],
+        needs: frozenset[str],
+        creds: Credentials | None,
+        repository: str,
+    ) -> CachedToken:
+        """A token for `wanted` (pull,push and more); a token server that refuses the whole request instead
+        of granting the subset the account holds is asked again for what this request `needs` alone."""
+        try:
+            return self._obtain(resource, wanted, creds, repository)
+        except (AuthenticationFailed, PermissionDenied):
+            if not resource or not needs or wanted <= needs:
+                raise
+            return self._obtain(resource, needs, creds, repository)
+
     def _headers(self, call: _Call) -> dict[str, str]:
         creds = call.creds
         if self.scheme == "basic":
@@ -191,13 +208,12 @@ class Authenticator:
         cached = self.tokens.get(self._key(call.resource, creds))
         if cached is None:
             # Known realm, new repository: ask for its token now instead of collecting a 401 first.
-            cached = self._obtain(
-                call.resource, wanted_actions(call.resource, call.needs), creds, call.repository
-            )
+            wanted = wanted_actions(call.resource, call.needs)
+            cached = self._obtain_wanted(call.resource, wanted, call.needs, creds, call.repository)
         elif not cached.fresh(time.monotonic()) or not call.needs <= cached.actions:
             # Expired, or asked without an action this request needs (delete): one token with both.
             wanted = cached.actions | wanted_actions(call.resource, call.needs)
-            cached = self._obtain(call.resource, wanted, creds, call.repository)
+            cached = self._obtain_wanted(call.resource, wanted, call.needs, creds, call.repository)
         return {"Authorization": f"Bearer {cached.token}"}
 
     # -- errors -------------------------------------------------------------------------------------

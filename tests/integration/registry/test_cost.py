@@ -30,9 +30,9 @@ def with_history(registry: RegistryServer, existing: int) -> str:
     """A repository whose older digest carries `existing` prefixed tags (pushed by the harness)."""
     repo = registry.new_repository()
     old = registry.push_image(repo, "v0")
+    names = [f"{PREFIX}old_{n}" for n in range(existing)]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda n: registry.push_manifest(repo, f"{PREFIX}old_{n}", old.manifest, old.media_type),
-                      range(existing)))  # fmt: skip
+        list(pool.map(lambda tag: registry.push_manifest(repo, tag, old.manifest, old.media_type), names))
     return repo
 
 
@@ -99,3 +99,19 @@ def test_one_challenge_per_registry_and_one_pull_push_token_per_repository(
     assert costs == [6, 5, 5]
     scopes = [r.scopes for r in token_registry.token_server.records()[before:]]
     assert scopes == [[f"repository:{repo}:pull,push"] for repo in repos]
+
+
+def test_a_token_server_refusing_push_is_asked_again_for_pull_alone(token_registry: RegistryServer) -> None:
+    """Asking pull,push at once must not cost a read-only account its reads where the token server
+    refuses the whole request instead of granting the subset."""
+    server = token_registry.token_server
+    assert server is not None
+    repo = token_registry.new_repository()
+    digest = token_registry.seed_image(repo, "v1")
+    server.refuses_partial = True
+    try:
+        with registry_client(token_registry.settings("reader"), retry=FAST) as client:
+            assert client.digest_of(repo, "v1") == digest
+            assert client.tags_on(repo, digest, PREFIX) == []
+    finally:
+        server.refuses_partial = False
