@@ -213,7 +213,8 @@ class Authenticator:
         elif not cached.fresh(time.monotonic()) or not call.needs <= cached.actions:
             # Expired, or asked without an action this request needs (delete): one token with both.
             wanted = cached.actions | wanted_actions(call.resource, call.needs)
-            cached = self._obtain_wanted(call.resource, wanted, call.needs, creds, call.repository)
+            needed = cached.actions | call.needs
+            cached = self._obtain_wanted(call.resource, wanted, needed, creds, call.repository)
         return {"Authorization": f"Bearer {cached.token}"}
 
     # -- errors -------------------------------------------------------------------------------------

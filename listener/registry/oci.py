@@ -312,6 +312,9 @@ class OciClient(RegistryClient):
             return "absent"
         if current != digest:
             return "moved"
+        # OCI has no conditional DELETE: the tag could move between the HEAD and the DELETE. pulltag never
+        # moves its tags, so only a hand-made move in those milliseconds could be lost; Harbor's API, which
+        # names the digest, closes even that.
         what = f"deletion of tag {tag}"
         response = self._request(
             "DELETE", f"/v2/{repository}/manifests/{tag}", repository=repository, what=what, needs=DELETE
