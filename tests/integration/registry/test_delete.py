@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from listener.registry import (
+    InvalidName,
     PermissionDenied,
     RegistryClient,
     RetryPolicy,
@@ -128,6 +129,30 @@ def test_a_digest_is_never_accepted_as_the_tag(backend: Any) -> None:
     with client_for(backend) as client, pytest.raises(ValueError):
         client.delete_tag(repo, digest, digest)
     assert tags_of(backend, repo, digest) == ["v1"]
+
+
+@pytest.mark.parametrize(
+    ("repository", "tag", "digest"),
+    [
+        ("team/../admin", "deployed_a", None),
+        ("team/app?n=1", "deployed_a", None),
+        (None, "../x", None),
+        (None, "x/y", None),
+        (None, "x%2Fy", None),
+        (None, "x\r\nX-Injected: 1", None),
+        (None, "deployed_a", "sha256:../../x"),
+        (None, "deployed_a", "sha256:" + "a" * 63),
+    ],
+)
+def test_escaping_names_are_refused_before_anything_is_sent(
+    backend: Any, repository: str | None, tag: str, digest: str | None
+) -> None:
+    repo = backend.new_repository()
+    seeded = backend.seed_image(repo, "v1")
+    with client_for(backend) as client, pytest.raises(InvalidName) as caught:
+        client.delete_tag(repository or repo, tag, digest or seeded)
+    assert client.requests_sent == 0 and "nothing was sent" in str(caught.value)
+    assert tags_of(backend, repo, seeded) == ["v1"]
 
 
 # ---------------------------------------------------------------------------------------------------
