@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -74,6 +75,10 @@ class Authenticator:
         self.tokens = TokenCache()
         self.scheme: str | None = None  # None until challenged: "basic" or "bearer"
         self.challenge: Challenge | None = None
+        # Until one exchange has completed, requests go one at a time: workers starting together would
+        # each collect the same 401 and ask for the same token.
+        self._first_contact = threading.Lock()
+        self._contacted = False
 
     def send(
         self,
@@ -87,6 +92,26 @@ class Authenticator:
         data: bytes | None = None,
     ) -> requests.Response:
         """Send, answering the registry's challenges; any answer but 401 is returned as is."""
+        if not self._contacted:
+            with self._first_contact:
+                if not self._contacted:
+                    try:
+                        return self._send(method, url, repository, what, needs, headers, data)
+                    finally:
+                        # Even after a failure: an unreachable registry must not queue every worker here.
+                        self._contacted = True
+        return self._send(method, url, repository, what, needs, headers, data)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        repository: str,
+        what: str,
+        needs: frozenset[str],
+        headers: dict[str, str] | None,
+        data: bytes | None,
+    ) -> requests.Response:
         resource = repository_resource(repository) if repository else ""
         call = _Call(what, repository, resource, needs, self.client.credentials(repository))
         for _ in range(MAX_CHALLENGES):

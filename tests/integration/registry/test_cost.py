@@ -115,3 +115,18 @@ def test_a_token_server_refusing_push_is_asked_again_for_pull_alone(token_regist
             assert client.tags_on(repo, digest, PREFIX) == []
     finally:
         server.refuses_partial = False
+
+
+def test_workers_starting_together_meet_the_challenge_once(token_registry: RegistryServer) -> None:
+    assert token_registry.token_server is not None
+    repo = token_registry.new_repository()
+    digest = token_registry.seed_image(repo, "v1")
+    statuses: list[int | None] = []
+    before = len(token_registry.token_server.records())
+    with (
+        oci(token_registry, on_request=lambda m, u, s: statuses.append(s)) as client,
+        ThreadPoolExecutor(6) as pool,
+    ):
+        assert list(pool.map(lambda _: client.digest_of(repo, "v1"), range(6))) == [digest] * 6
+    assert statuses.count(401) == 1
+    assert len(token_registry.token_server.records()) - before == 1
