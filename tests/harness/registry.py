@@ -136,8 +136,8 @@ class TokenServer:
         self.issuer = issuer
         self.expires_in = expires_in
         self.anonymous = TokenUser("", list(anonymous))
-        # Some token servers refuse a request holding any action the account lacks (403) instead of
-        # granting the subset it holds, as distribution's reference server does.
+        # Distribution's token spec grants the subset of the asked actions the account holds; with this on,
+        # the server models those that instead refuse (403) a request holding any action the account lacks.
         self.refuses_partial = False
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.cert = self._self_signed_cert()
