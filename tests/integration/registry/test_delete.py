@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from listener.registry import (
+    AuthenticationFailed,
     InvalidName,
     PermissionDenied,
     RegistryClient,
@@ -251,6 +252,14 @@ def test_harbor_account_without_delete_permission(fake_harbor: FakeHarbor) -> No
     with client_for(fake_harbor, "robot$readonly") as client, pytest.raises(PermissionDenied) as caught:
         client.delete_tag(repo, "deployed_a", digest)
     assert fake_harbor.host in str(caught.value) and repo in str(caught.value)
+    assert fake_harbor.tags_of(repo, digest) == ["deployed_a"]
+
+
+def test_harbor_anonymous_deletion_is_refused(fake_harbor: FakeHarbor) -> None:
+    repo = fake_harbor.new_repository()
+    digest = fake_harbor.add_artifact(repo, ["deployed_a"])
+    with client_for(fake_harbor, None) as client, pytest.raises(AuthenticationFailed):
+        client.delete_tag(repo, "deployed_a", digest)
     assert fake_harbor.tags_of(repo, digest) == ["deployed_a"]
 
 
