@@ -59,18 +59,21 @@ def test_expired_rows_are_deleted_lazily_by_a_writer(tmp_path: Path) -> None:
 
 def test_one_connection_per_thread(tmp_path: Path) -> None:
     store = SQLiteStore(f"sqlite:///{tmp_path}/pulltag.db")
-    seen: list[int] = []
+    seen: list[sqlite3.Connection] = []
+    # All four alive at once: a finished thread's connection is closed and may be replaced.
+    together = threading.Barrier(4)
 
     def work() -> None:
-        seen.append(id(store._conn()))
+        seen.append(store._conn())
         store.claim(f"k{threading.get_ident()}", 60)
+        together.wait(timeout=30)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(set(seen)) == 4
+    assert len({id(conn) for conn in seen}) == 4
     store.close()
 
 
