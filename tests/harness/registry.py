@@ -136,6 +136,9 @@ class TokenServer:
         self.issuer = issuer
         self.expires_in = expires_in
         self.anonymous = TokenUser("", list(anonymous))
+        # Distribution's token spec grants the subset of the asked actions the account holds; with this on,
+        # the server models those that instead refuse (403) a request holding any action the account lacks.
+        self.refuses_partial = False
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.cert = self._self_signed_cert()
         self.cert_path = workdir / "token-root.pem"
@@ -219,6 +222,17 @@ class TokenServer:
             access.append({"type": "repository", "name": name, "actions": granted})
         return access
 
+    def lacks(self, user: TokenUser, scopes: list[str]) -> bool:
+        """Whether `user` lacks any action `scopes` ask for."""
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            allowed = user.allowed(name)
+            wanted = [a for a in actions.split(",") if a]
+            if kind == "repository" and name and "*" not in allowed and any(a not in allowed for a in wanted):
+                return True
+        return False
+
     def _record(self, record: TokenRequestRecord) -> None:
         with self._lock:
             self.log.append(record)
@@ -255,6 +269,10 @@ class TokenServer:
                 self, method: str, who: str | None, account: TokenUser, scopes: list[str], oauth: bool
             ) -> None:
                 access = server.grant(account, scopes)
+                if server.refuses_partial and server.lacks(account, scopes):
+                    server._record(TokenRequestRecord(method, who, scopes, [], 403))
+                    self._reply(403, {"errors": [{"code": "DENIED", "message": "requested access denied"}]})
+                    return
                 token = server.issue(who or "", access)
                 server._record(TokenRequestRecord(method, who, scopes, access, 200))
                 body: dict[str, Any] = {
@@ -356,9 +374,18 @@ class RegistryServer:
 
     type = "oci"
 
-    def __init__(self, workdir: Path, mode: Mode = "anonymous", *, token_expires_in: int = 300) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        mode: Mode = "anonymous",
+        *,
+        token_expires_in: int = 300,
+        delete_enabled: bool = True,
+    ) -> None:
         self.workdir = workdir
         self.mode = mode
+        # `storage.delete.enabled`: off, distribution refuses every manifest DELETE with 405 UNSUPPORTED.
+        self.delete_enabled = delete_enabled
         self.port = 0
         self.process: ManagedProcess | None = None
         self.token_server: TokenServer | None = None
@@ -370,7 +397,7 @@ class RegistryServer:
 
     @property
     def name(self) -> str:
-        return f"oci-{self.mode}"
+        return f"oci-{self.mode}" + ("" if self.delete_enabled else "-nodelete")
 
     @property
     def host(self) -> str:
@@ -395,7 +422,7 @@ class RegistryServer:
             "  filesystem:",
             f"    rootdirectory: {storage}",
             "  delete:",
-            "    enabled: true",
+            f"    enabled: {'true' if self.delete_enabled else 'false'}",
             "  maintenance:",
             "    uploadpurging:",
             "      enabled: false",
