@@ -43,7 +43,9 @@ DONE_TTL_SECONDS = 24 * 3600.0
 class RegistryLike(Protocol):
     def tags_on(self, repository: str, digest: str, prefix: str = "") -> list[str]: ...
 
-    def create_tag(self, repository: str, digest: str, tag: str) -> Any: ...
+    def create_tag(
+        self, repository: str, digest: str, tag: str, *, listed_since: float | None = None
+    ) -> Any: ...
 
 
 # (registry settings, timing observer) -> client. The observer is the one path registry timings take.
@@ -88,7 +90,7 @@ class _Transient(Exception):
 
 
 class _NameBusy(Exception):
-    """Another worker, here or in another replica, is writing this tag name right now."""
+    """Another worker, here or in another replica, holds this tag name's claim (looking, then writing)."""
 
 
 class Tagger:
@@ -162,8 +164,9 @@ class Tagger:
             outcome, reason, tagged = self._tag(plan_)
             job = replace(job, plan=tagged)
         except _NameBusy as exc:
-            # Not an attempt: the other write ends in a moment, and then this one sees its tag (a conflict
-            # that moves this digest to its suffixed name, or the tag already there).
+            # Not an attempt: the other look-and-write ends in a moment, and then this one sees its tag (a
+            # conflict that moves this digest to its suffixed name, or the tag already there). Nothing was
+            # asked of the registry yet: the name is claimed before the listing.
             self._release(key)
             delay = self.conf.claim_recheck_seconds
             log.info("%s: tag %s is being written by another worker; again in %.0fs", key, exc, delay)
@@ -189,26 +192,51 @@ class Tagger:
             existing = tagged_per_ledger(self.store, plan_, dry_run=self.dry_run)
             if existing:
                 return "skipped", f"already tagged {existing} (ledger)", plan_
-            tags = self._call(
-                plan_, lambda c: c.tags_on(plan_.repository, plan_.digest, plan_.skip_prefix or "")
-            )
-            if tags:
-                return "skipped", f"already tagged {sorted(tags)[0]}", plan_
         if self.dry_run:
-            return "dry-run", f"would tag {plan_.image_name}@{plan_.digest} as {plan_.tag}", plan_
-        note = ""
+            return self._tagged_in_registry(plan_) or (
+                "dry-run",
+                f"would tag {plan_.image_name}@{plan_.digest} as {plan_.tag}",
+                plan_,
+            )
+        # The name is claimed BEFORE the registry's listing (`tags_on`), so the listing shows every write of
+        # the name by pulltag's other workers and replicas (each holds the claim until its PUT returned) and
+        # none can follow; `create_tag` then needs no HEAD of a name the listing did not show
+        # (`listed_since`; OciClient._name_absent has the whole argument). The claim costs its two store
+        # operations also when the listing then finds the digest tagged; a pull the ledger already answered
+        # (above) takes no claim.
+        name_key = _name_key(plan_)
+        since = self._claim_name(name_key, plan_.tag)
         try:
-            result = self._create(plan_)
+            if found := self._tagged_in_registry(plan_):
+                return found
+            # A claim near its expiry may be someone else's by the time of the PUT: then look the name up.
+            held = time.monotonic() - since < self.conf.claim_ttl_seconds / 2
+            result = self._call(
+                plan_,
+                lambda c: c.create_tag(
+                    plan_.repository, plan_.digest, plan_.tag, listed_since=since if held else None
+                ),
+            )
         except TagConflict as exc:
-            # Another digest of this repository already has the name (pulled in the same second). Never
-            # move it: use the digest-suffixed name. A conflict on that one too is a real conflict.
-            note = f"{plan_.tag} is on {exc.existing}; "
-            plan_ = replace(plan_, tag=fallback_tag(plan_.tag, plan_.digest))
-            log.info("%s@%s: %susing %s", plan_.image_name, plan_.digest, note, plan_.tag)
-            result = self._create(plan_)
-        if getattr(result, "created", False):
-            return "created", note.rstrip("; "), plan_
-        return "exists", note + "tag already on the digest", plan_
+            conflict = exc
+        else:
+            return _created_or_exists(result, "", plan_)
+        finally:
+            self._release_name(name_key, plan_.tag)
+        # Another digest of this repository already has the name (pulled in the same second). Never move
+        # it: use the digest-suffixed name, looked up again (HEAD) under its own claim. A conflict on that
+        # one too is a real conflict.
+        note = f"{plan_.tag} is on {conflict.existing}; "
+        plan_ = replace(plan_, tag=fallback_tag(plan_.tag, plan_.digest))
+        log.info("%s@%s: %susing %s", plan_.image_name, plan_.digest, note, plan_.tag)
+        return _created_or_exists(self._create(plan_), note, plan_)
+
+    def _tagged_in_registry(self, plan_: TagPlan) -> tuple[Outcome, str, TagPlan] | None:
+        """("skipped", ...) when a tag with the plan's prefix is already on the digest in the registry."""
+        if plan_.skip_prefix is None:
+            return None
+        tags = self._call(plan_, lambda c: c.tags_on(plan_.repository, plan_.digest, plan_.skip_prefix or ""))
+        return ("skipped", f"already tagged {sorted(tags)[0]}", plan_) if tags else None
 
     def _create(self, plan_: TagPlan) -> Any:
         # Two digests of one repository pulled in the same second render the same name under different
@@ -217,15 +245,24 @@ class Tagger:
         # the chaos suite). The name's claim makes "look, then write" one step across workers and
         # replicas; whoever comes second then finds the tag and takes the suffixed name.
         name_key = _name_key(plan_)
-        if not self.store.claim(name_key, self.conf.claim_ttl_seconds):
-            raise _NameBusy(plan_.tag)
+        self._claim_name(name_key, plan_.tag)
         try:
             return self._call(plan_, lambda c: c.create_tag(plan_.repository, plan_.digest, plan_.tag))
         finally:
-            try:
-                self.store.release(name_key)
-            except StoreError as exc:
-                log.warning("could not release the claim on tag name %s (it expires): %s", plan_.tag, exc)
+            self._release_name(name_key, plan_.tag)
+
+    def _claim_name(self, name_key: str, tag: str) -> float:
+        """Claim a tag name (`_NameBusy` when another worker holds it); the `time.monotonic()` from which
+        it is held."""
+        if not self.store.claim(name_key, self.conf.claim_ttl_seconds):
+            raise _NameBusy(tag)
+        return time.monotonic()
+
+    def _release_name(self, name_key: str, tag: str) -> None:
+        try:
+            self.store.release(name_key)
+        except StoreError as exc:
+            log.warning("could not release the claim on tag name %s (it expires): %s", tag, exc)
 
     def _call(self, plan_: TagPlan, call: Callable[[RegistryLike], T]) -> T:
         """One registry call under the registry's rate limit; its timing reaches the metrics through the
@@ -384,6 +421,12 @@ def pod_event(
         "reportingComponent": COMPONENT,
         "reportingInstance": instance,
     }
+
+
+def _created_or_exists(result: Any, note: str, plan_: TagPlan) -> tuple[Outcome, str, TagPlan]:
+    if getattr(result, "created", False):
+        return "created", note.rstrip("; "), plan_
+    return "exists", note + "tag already on the digest", plan_
 
 
 def _claim_key(key: str) -> str:

@@ -132,13 +132,20 @@ class RegistryClient(abc.ABC):
         check_prefix(self.registry, repository, prefix)
         return self._timed("tags_on", lambda: sorted(set(self._tags_on(repository, digest, prefix))))
 
-    def create_tag(self, repository: str, digest: str, tag: str) -> TagResult:
+    def create_tag(
+        self, repository: str, digest: str, tag: str, *, listed_since: float | None = None
+    ) -> TagResult:
         """Point the new `tag` at `digest`; `AlreadyThere` if it already does, `TagConflict` if it
-        points elsewhere (the tag is never moved)."""
+        points elsewhere (the tag is never moved).
+
+        `listed_since`: a `time.monotonic()` reading from which the caller holds the only right among
+        pulltag's writers to write `tag` in `repository` (the tagger's name claim). A client may then take
+        "no such tag" from a complete tag listing that began at or after it instead of looking the name up.
+        None (the CLI, every other caller): the name is always looked up."""
         check_repository(self.registry, repository)
         check_digest(self.registry, repository, digest)
         check_tag(self.registry, repository, tag)
-        return self._timed("create_tag", lambda: self._create_tag(repository, digest, tag))
+        return self._timed("create_tag", lambda: self._create_tag(repository, digest, tag, listed_since))
 
     def delete_tag(self, repository: str, tag: str, digest: str) -> DeleteOutcome:
         """Delete `tag` only while it still points at `digest`: "moved" if it points elsewhere (nothing
@@ -201,7 +208,9 @@ class RegistryClient(abc.ABC):
     def _tags_on(self, repository: str, digest: str, prefix: str) -> list[str]: ...
 
     @abc.abstractmethod
-    def _create_tag(self, repository: str, digest: str, tag: str) -> TagResult: ...
+    def _create_tag(
+        self, repository: str, digest: str, tag: str, listed_since: float | None = None
+    ) -> TagResult: ...
 
     @abc.abstractmethod
     def _delete_tag(self, repository: str, tag: str, digest: str) -> DeleteOutcome: ...

@@ -153,7 +153,10 @@ class HarborClient(RegistryClient):
         names = [t.get("name") for t in tags if isinstance(t, dict)]
         return [n for n in names if isinstance(n, str) and n.startswith(prefix)]
 
-    def _create_tag(self, repository: str, digest: str, tag: str) -> TagResult:
+    def _create_tag(
+        self, repository: str, digest: str, tag: str, listed_since: float | None = None
+    ) -> TagResult:
+        # `listed_since` is not needed: Harbor's create refuses an existing name itself (no lookup first).
         project, name = split_repository(self.registry, repository)
         what = f"creation of tag {tag}"
         response = self._call(

@@ -3,7 +3,8 @@
 Retagging never re-uploads anything: HEAD the tag (already on the digest: `AlreadyThere`; elsewhere:
 `TagConflict`, never moved), GET the manifest by digest with every manifest media type accepted,
 check the body's digest, and PUT the identical bytes under the new tag with the same Content-Type.
-With a token already cached that is three requests per new tag.
+With a token already cached that is three requests per new tag; two when the caller holds the name's
+claim and the tag listing taken under it did not show the name (`_create_tag`: no HEAD).
 
 `tags_on` lists the tags and HEADs only the prefixed ones the client's `TagMemory` cannot place (never
 seen, or remembered on the asked digest), so its cost does not grow with the repository's history.
@@ -204,6 +205,11 @@ class OciClient(RegistryClient):
     def list_tags(self, repository: str) -> list[str]:
         """Every tag of the repository, following `Link: rel="next"` pages; copes with registries
         that ignore `n`/`last` (every page the same, or everything at once and unsorted)."""
+        return self._list_tags(repository)[0]
+
+    def _list_tags(self, repository: str) -> tuple[list[str], bool]:
+        """The tags, and whether the listing is known complete: its last page had no next link (not cut
+        by the page limit, a loop, or a link to another host)."""
         check_repository(self.registry, repository)
         what = "tag listing"
         target: str | None = f"/v2/{repository}/tags/list?n={self.page_size}"
@@ -240,23 +246,44 @@ class OciClient(RegistryClient):
                 unpaged_tried = True
                 target = f"/v2/{repository}/tags/list"
                 continue
-            if link is None or fresh == 0:
+            if link is None:
+                return ordered, True
+            if fresh == 0:
                 break
             absolute = urljoin(response.url or self.base_url, link)
             parts = urlsplit(absolute)
             if (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc):
                 break  # never follow a link to another host with our credentials
             target = absolute
-        return ordered
+        return ordered, False
 
     def _tags_on(self, repository: str, digest: str, prefix: str) -> list[str]:
-        listed = self.list_tags(repository)
+        started = time.monotonic()  # before the first page: the listing shows every write done by then
+        listed, complete = self._list_tags(repository)
         self.tag_memory.retain(repository, listed)
+        if complete:  # a cut listing may miss the name `create_tag` is about to write
+            self.tag_memory.record_listing(repository, listed, started)
         to_head = tags_to_head(listed, prefix, digest, self.tag_memory.known(repository))
         return [tag for tag in to_head if self._head_manifest(repository, tag) == digest]
 
-    def _create_tag(self, repository: str, digest: str, tag: str) -> TagResult:
-        existing = self._head_manifest(repository, tag)
+    def _name_absent(self, repository: str, tag: str, listed_since: float | None) -> bool:
+        """Whether `tag` is known absent without a HEAD. Safe only under the caller's promise
+        (`listed_since`, the tagger's name claim): no pulltag writer can write the name from `listed_since`
+        on, and the listing believed began at or after it, so it shows every pulltag write of the name that
+        finished before the claim (writers hold the claim until their PUT has returned); none can happen
+        after. A name the listing shows (on any digest) is HEADed as before, so a name on another digest
+        still raises `TagConflict` and the tagger takes the suffixed name. What remains is the window the
+        HEAD always left: a tag made by hand between the listing and the PUT (now the listing, the HEADs of
+        `tags_on` and the manifest GET long instead of one GET). It assumes the registry's tag listing is as
+        current as its manifests, as in distribution (both read the same storage) and Harbor."""
+        return listed_since is not None and self.tag_memory.absent_since(repository, tag, listed_since)
+
+    def _create_tag(
+        self, repository: str, digest: str, tag: str, listed_since: float | None = None
+    ) -> TagResult:
+        existing = (
+            None if self._name_absent(repository, tag, listed_since) else self._head_manifest(repository, tag)
+        )
         if existing == digest:
             return AlreadyThere(repository=repository, tag=tag, digest=digest)
         if existing is not None:

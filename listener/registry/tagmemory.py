@@ -11,7 +11,12 @@ prefixed tag pulltag did not create could be moved by hand; the memory is only b
 harmless: a tag remembered on *another* digest is not looked at again (had it moved onto this digest, the
 tagger would add one more tag to it: an extra tag, never a missing or moved one), while a tag remembered on
 *this* digest is HEADed again before "already tagged" is answered, since that answer makes the tagger skip.
-Nothing destructive reads the memory: `create_tag` and `delete_tag` always HEAD the tag itself.
+Nothing destructive reads the tag -> digest memory: `create_tag` and `delete_tag` HEAD the tag itself.
+
+The memory also keeps, for the few repositories listed last, the names their last complete listing showed
+and when that listing began (`record_listing`, `absent_since`). `create_tag` believes "the name is absent"
+from it only when its caller proves that no pulltag writer could have written the name since the listing
+began (see `OciClient._create_tag`); every other caller HEADs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from collections.abc import Collection, Mapping, Sequence
 MAX_REPOSITORIES = 1024
 # ~300 bytes per entry: the memory stays under ~6 MB whatever the registries hold.
 MAX_TAGS = 20_000
+# Last listings kept: `create_tag` follows its `tags_on` within milliseconds, so a few suffice; names in all
+# of them are bounded by the tag cap as well.
+MAX_LISTINGS = 64
 
 
 def tags_to_head(listed: Sequence[str], prefix: str, digest: str, known: Mapping[str, str]) -> list[str]:
@@ -47,6 +55,10 @@ class TagMemory:
         self._lock = threading.Lock()
         self._repositories: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._size = 0
+        # repository -> (time.monotonic() when its last complete listing began, names it showed or that
+        # were learned since)
+        self._listings: OrderedDict[str, tuple[float, set[str]]] = OrderedDict()
+        self._listed_size = 0
 
     def __len__(self) -> int:
         """Tags held, in all repositories."""
@@ -64,6 +76,10 @@ class TagMemory:
 
     def learn(self, repository: str, tag: str, digest: str) -> None:
         with self._lock:
+            listing = self._listings.get(repository)
+            if listing is not None and tag not in listing[1]:
+                listing[1].add(tag)  # never "absent" again per that listing
+                self._listed_size += 1
             tags = self._repositories.get(repository)
             if tags is None:
                 tags = self._repositories[repository] = {}
@@ -91,6 +107,34 @@ class TagMemory:
             for tag in [t for t in tags if t not in present]:
                 del tags[tag]
                 self._size -= 1
+
+    def record_listing(self, repository: str, listed: Collection[str], started: float) -> None:
+        """A complete listing of `repository` that began at `started` (`time.monotonic()`). A listing that
+        began before the one held is ignored: it may miss a tag written between the two starts."""
+        names = set(listed)
+        with self._lock:
+            held = self._listings.pop(repository, None)
+            if held is not None:
+                self._listed_size -= len(held[1])
+                if held[0] > started:
+                    names = held[1]
+                    started = held[0]
+            if len(names) > self.max_tags:
+                return  # too large to keep: `create_tag` HEADs in that repository
+            self._listings[repository] = (started, names)
+            self._listed_size += len(names)
+            while len(self._listings) > 1 and (
+                len(self._listings) > MAX_LISTINGS or self._listed_size > self.max_tags
+            ):
+                _, (_, dropped) = self._listings.popitem(last=False)
+                self._listed_size -= len(dropped)
+
+    def absent_since(self, repository: str, tag: str, since: float) -> bool:
+        """Whether a complete listing of `repository` that began at or after `since` (`time.monotonic()`)
+        did not show `tag`, nor has the tag been learned since. False when no such listing is held."""
+        with self._lock:
+            listing = self._listings.get(repository)
+            return listing is not None and listing[0] >= since and tag not in listing[1]
 
     def _evict(self) -> None:
         """Drop least recently used repositories (never the most recent one) until within bounds."""

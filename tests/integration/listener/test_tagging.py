@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 import redis
 
 from listener.plan import fallback_tag
 from pulltag.config import TaggingSettings
 from tests.harness.faultproxy import FaultProxy
+from tests.harness.kubeapi import FakeKubeAPI
 from tests.harness.redis import RedisServer
+from tests.harness.registry import RegistryServer
 from tests.integration.listener.helpers import Env, now_rfc3339, wait_for
 
 
@@ -286,3 +291,55 @@ def test_a_ledger_the_store_cannot_read_does_not_fail_the_tag(env: Env, own_redi
     assert running.tags("failed", env.registry.host) == 0
     [entry] = env.ledger(digest=digest, url=own_redis.url(0))
     assert entry.outcome == "created"
+
+
+def test_a_name_made_by_hand_on_another_digest_gives_the_suffixed_name(env: Env, store_url: str) -> None:
+    # The tag name's claim is taken before the listing so that `create_tag` can skip its lookup of a name
+    # the listing does not show; a name the listing does show, here on another digest and never seen by
+    # the listener, is still looked up, left where it is, and the digest gets the suffixed name.
+    repository, other_digest, _ = env.image("v1")
+    digest = env.registry.seed_image(repository, "v2")
+    env.registry.set_tag(repository, "deployed_apps", other_digest)  # the name this pull renders
+    tagging = TaggingSettings(template="{prefix}_{namespace}")
+    running = env.start_listener(env.settings(store_url=store_url, tagging=tagging))
+    pull_at(env, "by-hand-1", f"{env.registry.host}/{repository}:v2", digest, now_rfc3339())
+    wait_for(lambda: running.tags("created", env.registry.host) == 1, what="the created tag")
+    assert env.tags_on(repository, digest) == [fallback_tag("deployed_apps", digest)]
+    assert env.registry.tag_digest(repository, "deployed_apps") == other_digest
+    [entry] = env.ledger(digest=digest, url=store_url)
+    assert entry.outcome == "created" and "deployed_apps is on" in entry.reason
+
+
+@pytest.fixture
+def token_env(
+    kubeapi: FakeKubeAPI, kubeconfig: str, token_registry: RegistryServer, redis_url: str, tmp_path: Path
+) -> Iterator[Env]:
+    environment = Env(kubeapi, kubeconfig, token_registry, redis_url, tmp_path)
+    yield environment
+    environment.close()
+
+
+def test_the_first_tag_of_a_new_repository_costs_four_registry_requests(token_env: Env) -> None:
+    # Issue 13: with the realm known, a new repository costs its token (pull and push at once), the tag
+    # listing (taken under the name's claim), the manifest GET and the PUT; no HEAD of the new name.
+    registry = token_env.registry
+    assert registry.token_server is not None
+    proxy = FaultProxy(registry.host).start()  # counts what reaches the registry
+    try:
+        credentials = str(registry.credentials_file("admin", key=proxy.host))
+        through_proxy = registry.settings("admin", host=proxy.host, credentials=credentials)
+        settings = replace(token_env.settings(), registries=(through_proxy,))
+        running = token_env.start_listener(settings)
+        warm_repository, warm_digest, _ = token_env.image()  # learns the realm, warms the client
+        pull_at(token_env, "warm-1", f"{proxy.host}/{warm_repository}:v1", warm_digest, now_rfc3339())
+        wait_for(lambda: running.tags("created", proxy.host) == 1, what="the first repository's tag")
+        repository, digest, _ = token_env.image()
+        registry_before, tokens_before = proxy.stats.forwarded, len(registry.token_server.records())
+        pull_at(token_env, "new-1", f"{proxy.host}/{repository}:v1", digest, now_rfc3339())
+        wait_for(lambda: running.tags("created", proxy.host) == 2, what="the new repository's tag")
+        registry_requests = proxy.stats.forwarded - registry_before
+        token_requests = len(registry.token_server.records()) - tokens_before
+        assert (token_requests, registry_requests) == (1, 3)
+        assert len(token_env.tags_on(repository, digest)) == 1
+    finally:
+        proxy.stop()

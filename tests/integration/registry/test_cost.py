@@ -1,19 +1,23 @@
 """Registry cost flat with history, against the real token-auth docker-registry (distribution 2.8).
 
-A new digest is tagged as the listener does it: `tags_on` (is a prefixed tag already on it?) then
-`create_tag`. With a warm token that is the tag listing, HEAD, GET and PUT, however many prefixed tags
-the repository already holds: tags seen once are remembered, not HEADed per new digest. A new repository
-costs its token, asked directly (no 401 per repository), for pull and push at once.
+A new digest is tagged as the listener does it: the tag name's claim, `tags_on` (is a prefixed tag already
+on it?) then `create_tag(..., listed_since=<the claim's time>)`. With a warm token that is the tag listing,
+GET and PUT, however many prefixed tags the repository already holds: tags seen once are remembered, not
+HEADed per new digest, and the name the listing taken under the claim did not show is not HEADed either.
+Without the claim (the CLI) the name is HEADed: four requests. A new repository costs its token, asked
+directly (no 401 per repository), for pull and push at once.
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from listener.registry import OciClient, RetryPolicy, registry_client
+from listener.registry.errors import TagConflict
 from tests.harness.registry import RegistryServer
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.04)
@@ -36,12 +40,16 @@ def with_history(registry: RegistryServer, existing: int) -> str:
     return repo
 
 
-def tag_new_digest(registry: RegistryServer, client: OciClient, repo: str, name: str) -> int:
-    """Push a new digest (not counted), tag it the listener's way; the client's requests for it."""
+def tag_new_digest(
+    registry: RegistryServer, client: OciClient, repo: str, name: str, *, claimed: bool = True
+) -> int:
+    """Push a new digest (not counted), tag it the listener's way (`claimed`: as under the name's claim,
+    taken before the listing; else as the CLI does); the client's requests for it."""
     digest = registry.push_image(repo).digest
     before = client.requests_sent
+    since = time.monotonic() if claimed else None
     assert client.tags_on(repo, digest, PREFIX) == []
-    client.create_tag(repo, digest, name)
+    client.create_tag(repo, digest, name, listed_since=since)
     return client.requests_sent - before
 
 
@@ -51,9 +59,45 @@ def test_requests_per_new_tag_do_not_grow_with_history(token_registry: RegistryS
     with oci(token_registry) as client:
         tag_new_digest(token_registry, client, repo, f"{PREFIX}first")  # first sight: HEADs the history
         costs = [tag_new_digest(token_registry, client, repo, f"{PREFIX}new_{n}") for n in range(5)]
-    # listing (one page: distribution 2.8 returns every tag at once), HEAD, GET, PUT
-    assert costs == [4] * 5
+        unclaimed = tag_new_digest(token_registry, client, repo, f"{PREFIX}cli", claimed=False)
+    # listing (one page: distribution 2.8 returns every tag at once), GET, PUT; without the claim, + HEAD
+    assert costs == [3] * 5
+    assert unclaimed == 4
     assert token_registry.tag_digest(repo, f"{PREFIX}new_4") is not None
+
+
+# A prefixed name is also HEADed by `tags_on` (never seen before); one without the prefix is known to the
+# client only from the listing.
+@pytest.mark.parametrize("name", [f"{PREFIX}taken", "taken"])
+def test_a_name_the_listing_shows_on_another_digest_is_looked_up_and_never_moved(
+    oci_registry: RegistryServer, name: str
+) -> None:
+    repo = oci_registry.new_repository()
+    other = oci_registry.seed_image(repo, "v1")
+    digest = oci_registry.seed_image(repo, "v2")
+    oci_registry.set_tag(repo, name, other)  # by hand: the client never saw it
+    with oci(oci_registry) as client:
+        since = time.monotonic()
+        assert client.tags_on(repo, digest, PREFIX) == []
+        with pytest.raises(TagConflict) as caught:
+            client.create_tag(repo, digest, name, listed_since=since)
+    assert caught.value.existing == other
+    assert oci_registry.tag_digest(repo, name) == other
+
+
+def test_a_listing_begun_before_the_claim_is_not_believed(oci_registry: RegistryServer) -> None:
+    # A name written after the listing began but before the caller's claim is not in the listing: only a
+    # listing that began under the claim may stand in for the HEAD.
+    repo = oci_registry.new_repository()
+    other = oci_registry.seed_image(repo, "v1")
+    digest = oci_registry.seed_image(repo, "v2")
+    with oci(oci_registry) as client:
+        assert client.tags_on(repo, digest, PREFIX) == []
+        oci_registry.set_tag(repo, f"{PREFIX}late", other)  # another writer, before our claim
+        since = time.monotonic()
+        with pytest.raises(TagConflict):
+            client.create_tag(repo, digest, f"{PREFIX}late", listed_since=since)
+    assert oci_registry.tag_digest(repo, f"{PREFIX}late") == other
 
 
 def test_a_tag_moved_off_the_digest_by_hand_is_not_reported_from_memory(
@@ -91,12 +135,13 @@ def test_one_challenge_per_registry_and_one_pull_push_token_per_repository(
         costs = []
         for repo, digest in zip(repos, digests, strict=True):
             start = client.requests_sent
+            since = time.monotonic()  # the tagger's name claim, taken before the listing
             assert client.tags_on(repo, digest, PREFIX) == []
-            client.create_tag(repo, digest, f"{PREFIX}1")
+            client.create_tag(repo, digest, f"{PREFIX}1", listed_since=since)
             costs.append(client.requests_sent - start)
     assert [s for _, _, s in seen].count(401) == 1  # the first contact only: the realm is learned once
-    # then per repository: its token, the listing, HEAD, GET, PUT
-    assert costs == [6, 5, 5]
+    # then per repository: its token, the listing, GET, PUT (the first tag of a new repository: 4)
+    assert costs == [5, 4, 4]
     scopes = [r.scopes for r in token_registry.token_server.records()[before:]]
     assert scopes == [[f"repository:{repo}:pull,push"] for repo in repos]
 

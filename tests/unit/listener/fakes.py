@@ -176,7 +176,9 @@ class MemoryRegistry:
         self._maybe_fail()
         return [t for t, d in self.tags.get(repository, {}).items() if d == digest and t.startswith(prefix)]
 
-    def create_tag(self, repository: str, digest: str, tag: str) -> TagResult:
+    def create_tag(
+        self, repository: str, digest: str, tag: str, *, listed_since: float | None = None
+    ) -> TagResult:
         self._maybe_fail()
         tags = self.tags.setdefault(repository, {})
         existing = tags.get(tag)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from listener.plan import TagPlan
 from listener.tagger import TagJob
 
 from .factories import DIGEST, OTHER_DIGEST
@@ -128,3 +129,41 @@ def test_a_backfilled_tag_says_so_in_the_ledger_and_takes_its_time_from_the_cloc
     other.registry.tags[REPOSITORY] = {"deployed_before": DIGEST}
     other.tagger.handle(KEY, replace(job(), origin="backfill"))
     assert other.store.ledger[-1].reason.startswith("backfill: already tagged deployed_before")
+
+
+def name_claim(plan_: TagPlan) -> str:
+    return f"tag-name:{plan_.registry}/{plan_.repository}:{plan_.tag}"
+
+
+def test_the_name_is_claimed_before_the_registry_is_listed() -> None:
+    # The listing that lets `create_tag` skip its lookup of the name must be taken under the name's claim:
+    # with the name held elsewhere, not even the listing is asked (it would fail: an attempt would count).
+    world = World(settings(max_attempts=1))
+    world.store.claims.add(name_claim(tag_plan()))
+    world.registry.transient_failures = 99
+    world.tagger.handle(KEY, job())
+    assert world.store.ledger == [] and REPOSITORY not in world.registry.tags
+    (again,) = world.tag_jobs()
+    assert again.attempt == 0  # not an attempt: the other writer ends in a moment
+    world.store.claims.discard(name_claim(tag_plan()))
+    world.registry.transient_failures = 0
+    world.tagger.handle(KEY, again)
+    assert world.store.outcomes() == [("created", tag_plan().tag)]
+    assert not world.store.claims - {f"tag:{KEY}"}  # the name's claim is released again
+
+
+def test_a_pull_the_ledger_answers_takes_no_name_claim() -> None:
+    world = World()
+    world.store.append_ledger(entry("created", "deployed_old"))
+    world.store.claims.add(name_claim(tag_plan()))  # held elsewhere: would requeue if asked
+    world.tagger.handle(KEY, job())
+    assert world.store.outcomes()[-1] == ("skipped", tag_plan().tag)
+    assert world.tag_jobs() == []
+
+
+def test_a_digest_found_tagged_under_the_name_claim_releases_it() -> None:
+    world = World()
+    world.registry.tags[REPOSITORY] = {"deployed_before": DIGEST}
+    world.tagger.handle(KEY, job())
+    assert world.store.outcomes() == [("skipped", tag_plan().tag)]
+    assert name_claim(tag_plan()) not in world.store.claims

@@ -88,6 +88,44 @@ def test_bounds_hold_whatever_is_learned(steps: list[tuple[str, str]]) -> None:
         assert sum(len(memory.known(r)) for r in "rstuvw") == len(memory)
 
 
+@pytest.mark.parametrize(
+    ("listing_began", "since", "tag", "absent"),
+    [
+        (10.0, 10.0, "new", True),  # begun at the claim, name not shown
+        (11.0, 10.0, "new", True),  # begun after the claim
+        (9.0, 10.0, "new", False),  # begun before the claim: a write in between would be missing
+        (11.0, 10.0, "shown", False),  # the listing shows the name (on whatever digest)
+        (11.0, 10.0, "learned", False),  # learned after the listing (created, or HEADed)
+    ],
+)
+def test_a_name_is_absent_only_per_a_listing_begun_since_that_did_not_show_it(
+    listing_began: float, since: float, tag: str, absent: bool
+) -> None:
+    memory = TagMemory()
+    memory.record_listing("r", ["shown"], listing_began)
+    memory.learn("r", "learned", D1)
+    assert memory.absent_since("r", tag, since) is absent
+    assert memory.absent_since("other", tag, since) is False  # never listed
+
+
+def test_a_listing_begun_earlier_never_replaces_a_later_one() -> None:
+    memory = TagMemory()
+    memory.record_listing("r", ["a", "b"], 20.0)
+    memory.record_listing("r", ["a"], 15.0)  # finished last, but began first: may miss b
+    assert memory.absent_since("r", "b", 20.0) is False
+    assert memory.absent_since("r", "c", 20.0) is True
+
+
+def test_listings_are_bounded_by_the_tag_cap() -> None:
+    memory = TagMemory(max_tags=3)
+    memory.record_listing("big", ["a", "b", "c", "d"], 1.0)  # larger than the cap: not kept
+    assert memory.absent_since("big", "e", 1.0) is False
+    memory.record_listing("r1", ["a", "b"], 1.0)
+    memory.record_listing("r2", ["a", "b"], 1.0)  # over the cap together: the older one goes
+    assert memory.absent_since("r1", "e", 1.0) is False
+    assert memory.absent_since("r2", "e", 1.0) is True
+
+
 def test_bounds_must_be_positive() -> None:
     with pytest.raises(ValueError):
         TagMemory(max_repositories=0)
