@@ -10,14 +10,19 @@ directly (no 401 per repository), for pull and push at once.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from listener.registry import OciClient, RetryPolicy, registry_client
 from listener.registry.errors import TagConflict
+from pulltag.config import RegistrySettings
 from tests.harness.registry import RegistryServer
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.04)
@@ -175,3 +180,58 @@ def test_workers_starting_together_meet_the_challenge_once(token_registry: Regis
         assert list(pool.map(lambda _: client.digest_of(repo, "v1"), range(6))) == [digest] * 6
     assert statuses.count(401) == 1
     assert len(token_registry.token_server.records()) - before == 1
+
+
+OTHER = "sha256:" + "b" * 64
+NEW = "sha256:" + "c" * 64
+
+
+@pytest.fixture
+def cut_listing() -> Iterator[str]:
+    """A registry whose tag listing goes on at another host (never followed: the listing is cut), and
+    whose tag `taken`, on that unread page, points at OTHER. Its host."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _answer(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/v2/app/tags/list"):
+                link = '<http://elsewhere.invalid/v2/app/tags/list?last=a>; rel="next"'
+                body = json.dumps({"name": "app", "tags": ["a"]}).encode()
+                self._answer(200, {"Content-Type": "application/json", "Link": link}, body)
+            else:
+                self._answer(404, {})
+
+        def do_HEAD(self) -> None:
+            if self.path == "/v2/app/manifests/taken":
+                self._answer(200, {"Docker-Content-Digest": OTHER})
+            else:
+                self._answer(404, {})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_cut_listing_never_stands_in_for_the_lookup(cut_listing: str) -> None:
+    settings = RegistrySettings(host=cut_listing, insecure=True)
+    with OciClient(settings, retry=RetryPolicy(attempts=1)) as client:
+        since = time.monotonic()
+        assert client.tags_on("app", NEW, PREFIX) == []
+        with pytest.raises(TagConflict) as caught:  # found by the HEAD, not written over
+            client.create_tag("app", NEW, "taken", listed_since=since)
+    assert caught.value.existing == OTHER
