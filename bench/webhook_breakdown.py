@@ -1,14 +1,16 @@
-"""Where a /validate request's time goes inside the app: the real Flask app, decision, recorder and SQLite
-store, called as WSGI in one process without gunicorn or TLS (those are the anchor's cost too, measured
-by bench/webhook.py as server CPU per request). Bench-only timing wrappers, nothing in the product.
+"""Where a /validate request's time goes inside the app: the real app (`create_app`: the admission routes in
+front of Flask), decision, recorder and SQLite store, called as WSGI in one process without gunicorn or
+TLS (those are the anchor's cost too, measured by bench/webhook.py as server CPU per request). Bench-only
+timing wrappers, nothing in the product.
 
 Per request, wall time and the CPU time of the thread doing the work (`time.thread_time`):
 
-- `app`: the whole WSGI call (Flask dispatch, JSON decode, decision, record, metrics, JSON encode);
+- `app`: the whole WSGI call (dispatch, JSON decode, decision, record, metrics, JSON encode);
 - `put_admission`: the request thread's part of the record (hand to the writer, wait for its answer);
 - `writer`: the writer thread's `Store.put_admissions` for that request's batch (the SQLite transaction);
 - `direct`: the same requests with the record written by the request thread itself (no writer thread):
-  what the hand-off costs is `app` minus `direct`.
+  what the hand-off costs is `app` minus `direct`;
+- `app (no record)`: the same requests with the record skipped: everything but the record.
 
 `--threads N` calls from N request threads at once (gthread's pool), where hand-offs meet contention.
 
@@ -95,10 +97,12 @@ def run(app: Any, bodies: list[bytes], threads: int, timer: Timer, segment: str)
         t.join()
 
 
-def build(store: Store, timer: Timer, direct: bool) -> Any:
+def build(store: Store, timer: Timer, variant: str) -> Any:
     app = create_app(settings_from_dict(CONFIG, env={}), store)
     handlers = app.extensions["pulltag"]
-    if direct:  # bench-only: the request thread writes the record itself, no writer thread
+    if variant == "no record":  # bench-only: the record is skipped
+        handlers.recorder.put_admission = lambda _record: (WriteResult.OK, "")
+    elif variant == "direct":  # bench-only: the request thread writes the record itself, no writer thread
 
         def write_here(record: AdmissionRecord) -> tuple[WriteResult, str]:
             store.put_admissions([record])
@@ -128,10 +132,10 @@ def main() -> int:
         sys.setswitchinterval(args.switch_interval)
     totals: Totals = {}
     with tempfile.TemporaryDirectory(prefix="pulltag-bench-breakdown-") as tmp:
-        for stem in ("recorder", "direct"):
+        for stem in ("recorder", "direct", "no record"):
             timer = Timer()
-            store = open_store(f"sqlite:///{tmp}/{stem}.db")
-            app = build(store, timer, direct=stem == "direct")
+            store = open_store(f"sqlite:///{tmp}/{stem.replace(' ', '-')}.db")
+            app = build(store, timer, stem)
             bodies = [
                 json.dumps(pod_review(uid=f"r{i}", pod_uid=f"{stem}{i}", containers=CONTAINERS)).encode()
                 for i in range(300 + args.requests)
