@@ -35,7 +35,7 @@ from werkzeug.wsgi import get_content_length
 from pulltag.config import Settings
 from pulltag.store.base import Store
 from webhook.metrics import CONTENT_TYPE, Metrics
-from webhook.recorder import Recorder, WriteResult
+from webhook.recorder import Recorder, WriteResult, write_lock_for
 from webhook.review import BadReview, Decision, Review, decide_mutate, decide_validate, parse_review
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,9 @@ class WebhookHandlers:
         self.settings = settings
         self.store = store
         self.metrics = metrics
-        self.recorder = Recorder(store, settings.webhook.store_budget_seconds)
+        self.recorder = Recorder(
+            store, settings.webhook.store_budget_seconds, write_lock=write_lock_for(store.url)
+        )
 
     def registry_known(self, host: str) -> bool:
         return self.settings.registry_for(host) is not None
