@@ -30,7 +30,13 @@ class StoreUnavailable(StoreError):
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = redact_url(url)
+        self.reason = reason
         super().__init__(f"store unavailable: {self.url}: {reason}")
+
+    def __reduce__(self) -> tuple[type[StoreUnavailable], tuple[str, str]]:
+        # Pickled across processes (a multiprocessing pool hangs on an exception it cannot unpickle);
+        # the URL is already redacted.
+        return (type(self), (self.url, self.reason))
 
 
 @dataclass(frozen=True)
