@@ -66,7 +66,7 @@ def test_forced_rotations_under_load_lose_no_admission_call(world: CertWorld) ->
         world.annotate("ca")
         wait_for(lambda: world.trusted()[0] != first_ca, 30, "a new CA rolled in")
         new_ca = world.trusted()[0]
-        wait_for(lambda: _only(world, new_ca), 60, "the old CA dropped after every replica serves the new one")
+        wait_for(lambda: _only(world, new_ca), 60, "the old CA dropped, every replica on the new")
         assert "pulltag.dev/rotate" not in (world.secret()["metadata"].get("annotations") or {})
         after = stream.count()
         wait_for(lambda: stream.count() >= after + 10, 30, "pods created after the rotations")
@@ -112,7 +112,7 @@ def test_a_lagging_replica_keeps_the_old_ca_and_a_restart_converges(world: CertW
         lagging.volume.sync()
         lagging.webhook.start(timeout=30)
         world.set_ready(lagging, True)
-        wait_for(lambda: _only(world, new_ca), 60, "the rotation finished once every replica serves the new CA")
+        wait_for(lambda: _only(world, new_ca), 60, "the rotation finished, every replica on the new CA")
         after = stream.count()
         wait_for(lambda: stream.count() >= after + 10, 30, "pods created after the rotation")
     finally:

@@ -64,19 +64,27 @@ SINGLE_POD = {
     ("Deployment", "pulltag"),
     ("PersistentVolumeClaim", "pulltag-data"),
     ("NetworkPolicy", "pulltag"),
-    ("Secret", "pulltag-webhook-tls"),
+}
+# Self-managed certificates: no Secret rendered (the listener makes it), its permissions instead.
+SELF_MANAGED = {
+    ("Role", "pulltag-listener-certificates"),
+    ("RoleBinding", "pulltag-listener-certificates"),
+    ("ClusterRole", "pulltag-listener-webhook-cabundle"),
+    ("ClusterRoleBinding", "pulltag-listener-webhook-cabundle"),
 }
 EXPECTED: dict[str, set[tuple[str, str]]] = {
     "app": COMMON | REPLICATED,
     "base": COMMON | REPLICATED | SCRIPT_TLS,
-    "default": COMMON | REPLICATED | SCRIPT_TLS,
+    "default": COMMON | REPLICATED | SELF_MANAGED,
+    "script": COMMON | REPLICATED | SCRIPT_TLS,
     "cert-manager": COMMON | REPLICATED | CERT_MANAGER,
-    "single-pod": COMMON | SINGLE_POD,
-    # The chart makes the store's password (kustomize: created by you) and, without cert-manager, the
-    # webhook's certificate.
-    "chart": COMMON | REPLICATED | SCRIPT_TLS | {("Secret", "pulltag-store-password")},
-    "chart-single-pod": COMMON | SINGLE_POD,
+    "single-pod": COMMON | SINGLE_POD | SELF_MANAGED,
+    # The chart makes the store's password (kustomize: created by you) and, in certificates.mode chart,
+    # the webhook's certificate.
+    "chart": COMMON | REPLICATED | SELF_MANAGED | {("Secret", "pulltag-store-password")},
+    "chart-single-pod": COMMON | SINGLE_POD | SELF_MANAGED,
     "chart-cert-manager": COMMON | REPLICATED | CERT_MANAGER | {("Secret", "pulltag-store-password")},
+    "chart-script": COMMON | REPLICATED | SCRIPT_TLS | {("Secret", "pulltag-store-password")},
 }
 CLUSTER_SCOPED = {
     "Namespace",
@@ -197,7 +205,9 @@ def test_script_certificate_reaches_secret_and_cabundles(
         assert set(webhook["clientConfig"]) == {"caBundle", "service"}
 
 
-@pytest.mark.parametrize("variant", ["app", "cert-manager"])
+@pytest.mark.parametrize(
+    "variant", ["app", "cert-manager", "default", "single-pod", "chart", "chart-single-pod"]
+)
 def test_no_script_certificate_without_generated(rendered_all: dict[str, Rendered], variant: str) -> None:
     rendered = rendered_all[variant]
     assert ("Secret", "pulltag-webhook-tls") not in rendered.by_key
@@ -209,7 +219,7 @@ def test_no_script_certificate_without_generated(rendered_all: dict[str, Rendere
 
 
 def test_documented_install_renders(tmp_path: Path) -> None:
-    """`certs/generate.sh && kubectl apply -k manifests/`, rendered on a copy."""
+    """`certs/generate.sh && kubectl apply -k manifests/overlays/script`, rendered on a copy."""
     exe, script = kubectl(), ROOT / "certs" / "generate.sh"
     if exe is None:
         pytest.skip("kubectl is not installed")
@@ -224,6 +234,6 @@ def test_documented_install_renders(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    objects = kustomize(root)
+    objects = kustomize(root / "overlays" / "script")
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    assert kinds == EXPECTED["default"]
+    assert kinds == EXPECTED["script"]
