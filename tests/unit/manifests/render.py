@@ -35,11 +35,19 @@ VARIANTS: dict[str, str] = {
     "single-pod": "overlays/single-pod",
     "cert-manager": "overlays/cert-manager",
     "script": "overlays/script",
+    "monitoring": "overlays/monitoring",
 }
 # Variants that carry the certificate of certs/generate.sh (Secret + caBundle from generated/).
 SCRIPT_CERT_VARIANTS = ("script", "base")
 # Variants whose listener manages the webhook's certificates in the cluster (the default of both).
-SELF_MANAGED_VARIANTS = ("default", "single-pod", "chart", "chart-single-pod")
+SELF_MANAGED_VARIANTS = (
+    "default",
+    "single-pod",
+    "monitoring",
+    "chart",
+    "chart-single-pod",
+    "chart-monitoring",
+)
 # The chart, rendered with these values for the same settings as a kustomization (tests/unit/chart
 # compares them object by object): variant name -> (values, the kustomize variant it must equal).
 CHART_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -50,6 +58,17 @@ CHART_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         "cert-manager",
     ),
     "chart-script": ({"createNamespace": True, "certificates": {"mode": "chart"}}, "script"),
+    "chart-monitoring": (
+        {
+            "createNamespace": True,
+            "monitoring": {
+                "serviceMonitors": {"enabled": True},
+                "prometheusRule": {"enabled": True},
+                "dashboard": {"enabled": True},
+            },
+        },
+        "monitoring",
+    ),
 }
 # The Helm binaries `make tools` installs (PULLTAG_HELM3 / PULLTAG_HELM4 name others).
 HELMS: dict[str, str] = {"helm3": "PULLTAG_HELM3", "helm4": "PULLTAG_HELM4"}

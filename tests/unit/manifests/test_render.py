@@ -72,6 +72,12 @@ SELF_MANAGED = {
     ("ClusterRole", "pulltag-listener-webhook-cabundle"),
     ("ClusterRoleBinding", "pulltag-listener-webhook-cabundle"),
 }
+MONITORING = {
+    ("ServiceMonitor", "pulltag-webhook"),
+    ("ServiceMonitor", "pulltag-listener"),
+    ("PrometheusRule", "pulltag"),
+    ("ConfigMap", "pulltag-dashboard"),
+}
 EXPECTED: dict[str, set[tuple[str, str]]] = {
     "app": COMMON | REPLICATED,
     "base": COMMON | REPLICATED | SCRIPT_TLS,
@@ -85,6 +91,12 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "chart-single-pod": COMMON | SINGLE_POD | SELF_MANAGED,
     "chart-cert-manager": COMMON | REPLICATED | CERT_MANAGER | {("Secret", "pulltag-store-password")},
     "chart-script": COMMON | REPLICATED | SCRIPT_TLS | {("Secret", "pulltag-store-password")},
+    "monitoring": COMMON | REPLICATED | SELF_MANAGED | MONITORING,
+    "chart-monitoring": COMMON
+    | REPLICATED
+    | SELF_MANAGED
+    | MONITORING
+    | {("Secret", "pulltag-store-password")},
 }
 CLUSTER_SCOPED = {
     "Namespace",
@@ -94,7 +106,12 @@ CLUSTER_SCOPED = {
     "ValidatingWebhookConfiguration",
 }
 # Custom resources the Kubernetes schemas do not describe: checked by the tests of the overlay instead.
-NOT_IN_KUBERNETES_SCHEMAS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
+NOT_IN_KUBERNETES_SCHEMAS = {
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 # Every Kubernetes version the chart supports (Chart.yaml kubeVersion >=1.27); kubernetes-validate
 # ships schemas up to 1.37.
 SCHEMA_VERSIONS = tuple(f"1.{minor}" for minor in range(27, 36))
@@ -152,7 +169,7 @@ def test_valid_against_kubernetes_schemas(rendered: Rendered, version: str) -> N
         assert used == version  # a schema of exactly that version, not an older fallback
         checked += 1
     assert checked + skipped == len(rendered.objects)
-    assert skipped == (4 if rendered.cert_manager else 0)
+    assert skipped == (4 if rendered.cert_manager else 3 if rendered.name.endswith("monitoring") else 0)
 
 
 def test_strict_schema_rejects_an_unknown_field() -> None:
