@@ -29,18 +29,16 @@ import argparse
 import base64
 import datetime as dt
 import enum
-import ipaddress
 import logging
-import socket
-import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from listener.endpoint_probe import Prober, every_replica_serves, serves_current
 from listener.kube import KubeClient, KubeError, Obj, own_namespace
 from pulltag.certs import (
     MUTATING_WEBHOOK,
@@ -239,64 +237,6 @@ def with_new_ca(material: Material | None, policy: CertificatePolicy, now: dt.da
     rolled = Material((ca, *previous), ca, key, material.leaf, material.leaf_key, material.rotate)
     # No serving certificate to keep (nothing can be served from this Secret now): one from the new CA.
     return with_new_leaf(rolled, policy, now) if material.leaf is None else rolled
-
-
-# --- probing the replicas -----------------------------------------------------------------------------
-
-
-def endpoints(kube: KubeClient, policy: CertificatePolicy) -> Iterator[tuple[str, int]]:
-    """(address, port) of every ready endpoint of the webhook Service, from its EndpointSlices. Cluster
-    input: an address that is not an IP or a port out of range is skipped."""
-    ns = quote(policy.namespace, safe="")
-    path = f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
-    params = {"labelSelector": f"kubernetes.io/service-name={policy.service}"}
-    for page in kube.list_pages(path, params):
-        for slice_ in page.get("items") or []:
-            ports = [p.get("port") for p in slice_.get("ports") or []]
-            for endpoint in slice_.get("endpoints") or []:
-                if (endpoint.get("conditions") or {}).get("ready") is False:
-                    continue
-                for address in endpoint.get("addresses") or []:
-                    for port in ports:
-                        if _valid_endpoint(address, port):
-                            yield str(address), int(port)
-
-
-def _valid_endpoint(address: object, port: object) -> bool:
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        return False
-    try:
-        ipaddress.ip_address(str(address))
-    except ValueError:
-        return False
-    return True
-
-
-def serves_current(address: str, port: int, ca: x509.Certificate, policy: CertificatePolicy) -> bool:
-    """A TLS handshake with this endpoint succeeds trusting only `ca`, for the name the API server checks."""
-    context = ssl.create_default_context(cadata=pem_cert(ca).decode())
-    try:
-        with (
-            socket.create_connection((address, port), timeout=policy.probe_timeout_seconds) as raw,
-            context.wrap_socket(raw, server_hostname=policy.server_name),
-        ):
-            return True
-    except (OSError, ssl.SSLError) as exc:
-        log.info("webhook endpoint %s:%d does not serve the new certificate yet: %s", address, port, exc)
-        return False
-
-
-Prober = Callable[[str, int, x509.Certificate, CertificatePolicy], bool]
-
-
-def every_replica_serves(
-    kube: KubeClient, policy: CertificatePolicy, ca: x509.Certificate, probe: Prober
-) -> bool:
-    found = list(endpoints(kube, policy))
-    if not found:
-        log.info("no ready endpoint of the webhook Service: the old CA stays trusted")
-        return False
-    return all(probe(address, port, ca, policy) for address, port in found)
 
 
 # --- the manager ------------------------------------------------------------------------------------
