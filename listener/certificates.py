@@ -340,7 +340,7 @@ class CertificateManager:
             for wh in webhooks:
                 wh.setdefault("clientConfig", {})["caBundle"] = _b64(bundle)
             self.kube.replace(path, config)
-            log.info("caBundle of %s updated", path.rsplit("/", 2)[-2:][1])
+            log.info("caBundle of %s updated", path.rsplit("/", 1)[1])
 
     # --- the loop ------------------------------------------------------------------------------------
 
