@@ -73,7 +73,8 @@ class Replica:
     webhook: ServiceWebhook = field(init=False)
 
     def __post_init__(self) -> None:
-        self.volume = SecretVolume(self.api, NS, SECRET, self.workdir / "tls", period=0.1)
+        # Refreshed every 0.5 s: long enough for many admission calls in each phase of a rotation.
+        self.volume = SecretVolume(self.api, NS, SECRET, self.workdir / "tls", period=0.5)
         self.webhook = ServiceWebhook(
             self.workdir / "webhook",
             self.store_url,
