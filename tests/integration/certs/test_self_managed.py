@@ -29,6 +29,23 @@ def world(tmp_path: Path) -> Iterator[CertWorld]:
         w.stop()
 
 
+def test_the_listener_process_makes_them_on_a_fresh_install(tmp_path: Path) -> None:
+    """The default install's listener command (leader election on): no certificate anywhere before, pods
+    recorded after, nothing run outside the cluster."""
+    world = CertWorld(tmp_path, process=True)
+    try:
+        world.install()
+        (ca,) = world.trusted()
+        wait_for(lambda: _only(world, ca), 30, "the caBundles of both configurations set")
+        stream = PodStream(world.api)
+        pods = [stream.create_one() for _ in range(4)]
+        assert world.unrecorded(pods) == []
+        assert world.listener_denials() == []
+        assert world.api.get("leases", "pulltag-listener", "pulltag-system")["spec"]["holderIdentity"]
+    finally:
+        world.stop()
+
+
 def _only(world: CertWorld, ca: x509.Certificate) -> bool:
     """The Secret and both configurations trust `ca` alone, and every replica serves a certificate of it."""
     trusted = world.trusted()

@@ -10,6 +10,7 @@ import base64
 import itertools
 import socket
 import ssl
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from listener.certificates import CertificateManager, CertificatePolicy
 from listener.kube import KubeClient, KubeConfig
 from pulltag.store import Store, open_store
 from tests.harness.kubeapi import FakeKubeAPI
-from tests.harness.procs import free_port, wait_for
+from tests.harness.procs import ManagedProcess, free_port, wait_for
 from tests.harness.redis import RedisServer
 from tests.harness.webhook import WebhookServer
 from tests.harness.world import LOADED_KINDS, https_status
@@ -147,8 +148,13 @@ class PodStream:
 
 
 class CertWorld:
-    def __init__(self, workdir: Path) -> None:
+    """`process=True`: the manager runs in a real `pulltag listener --manage-webhook-certificates` (with
+    leader election), as the rendered Deployment runs it; else in this process (tests that restart it)."""
+
+    def __init__(self, workdir: Path, *, process: bool = False) -> None:
         self.workdir = workdir
+        self.process = process
+        self.listener: ManagedProcess | None = None
         self.redis = RedisServer(workdir / "redis").start()
         self.store_url = f"redis://127.0.0.1:{self.redis.port}/0"
         self.api = FakeKubeAPI().start()
@@ -171,10 +177,31 @@ class CertWorld:
 
     def install(self) -> None:
         """Everything a `kubectl apply -k manifests/` starts, in the order the cluster would."""
-        self.manager.start()
+        if self.process:
+            self.listener = self._start_listener()
+        else:
+            self.manager.start()
         for replica in self.replicas:
             replica.start()
             self.set_ready(replica, True)
+
+    def _start_listener(self) -> ManagedProcess:
+        (deployment,) = [
+            o
+            for o in self.rendered
+            if o["kind"] == "Deployment" and o["metadata"]["name"] == "pulltag-listener"
+        ]
+        flags = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--manage-webhook-certificates" in flags  # what the default install runs
+        kubeconfig = self.api.write_kubeconfig(self.workdir / "listener.kubeconfig", token=self.token)
+        config = self.workdir / "listener.yaml"
+        config.write_text(f"store:\n  url: {self.store_url}\n", encoding="utf-8")
+        argv = [
+            sys.executable, "-m", "pulltag", "listener", "--config", str(config),
+            "--metrics-bind", f"127.0.0.1:{free_port()}", "--namespace", NS, "--manage-webhook-certificates",
+        ]  # fmt: skip
+        env = {"KUBECONFIG": kubeconfig, "POD_NAMESPACE": NS, "PULLTAG_STORE_URL": "", "PULLTAG_CONFIG": ""}
+        return ManagedProcess("listener", argv, self.workdir / "listener", env=env).start()
 
     def set_ready(self, replica: Replica, ready: bool) -> None:
         """The replica's EndpointSlice (as the endpoints controller keeps it) and the Service's routing."""
@@ -200,6 +227,8 @@ class CertWorld:
 
     def stop(self) -> None:
         self.manager.stop()
+        if self.listener is not None:
+            self.listener.stop()
         for replica in self.replicas:
             replica.stop()
         self.store.close()
