@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 
+from listener.certificates import with_certificates
 from listener.confirmer import Confirmer
 from listener.health import HealthServer
 from listener.informer import Informer, InformerOptions
@@ -259,15 +260,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     health = HealthServer(args.metrics_bind, metrics, listener.healthy, listener.ready).start()
     stop = threading.Event()
     _install_signal_handlers(stop)
+    # A term (leading, or the whole run without election) also keeps the webhook's certificates.
+    start_term, stop_term = with_certificates(args, kube, listener.start, listener.stop)
     try:
         if getattr(args, "no_leader_election", False):
-            listener.start()
+            start_term()
             stop.wait()
-            listener.stop()
+            stop_term()
         else:
             namespace = getattr(args, "namespace", None) or own_namespace()
             elector = LeaseElector(kube, namespace, listener.identity, timing=election_timing(settings))
-            elector.run(listener.start, listener.stop, stop)
+            elector.run(start_term, stop_term, stop)
     finally:
         health.stop()
         store.close()

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="do everything but registry writes and Events")
     p.add_argument("--no-leader-election", action="store_true", help="run without the Lease (one replica)")
     p.add_argument("--namespace", default=None, help="own namespace for the Lease (default: in-cluster)")
+    p.add_argument(
+        "--manage-webhook-certificates",
+        action="store_true",
+        help="keep the webhook's CA, serving certificate and caBundles in the cluster (when leading)",
+    )
     p.set_defaults(handler=_lazy("listener.main:run"), uses_registries=True)
 
     p = sub.add_parser("certs", help="generate the CA and the webhook's serving certificate")

@@ -53,8 +53,10 @@ LOADED_KINDS = {
 StoreKind = Literal["redis", "sqlite"]
 
 
-def render_manifests(workdir: Path, overlay: str = "") -> tuple[list[dict[str, Any]], Path]:
-    """`certs/generate.sh` then `kubectl kustomize`, on a copy of manifests/; returns objects + cert dir."""
+def render_manifests(workdir: Path, overlay: str = "overlays/script") -> tuple[list[dict[str, Any]], Path]:
+    """`certs/generate.sh` then `kubectl kustomize` of the script-certificate overlay (the certificate mode
+    whose files the webhook here reads; self-managed certificates: tests/integration/certs), on a copy of
+    manifests/; returns objects + cert dir."""
     copy = workdir / "manifests"
     shutil.copytree(ROOT / "manifests", copy, ignore=shutil.ignore_patterns("generated"))
     generated = copy / "base" / "generated"
