@@ -4,8 +4,11 @@ from pulltag.logs import redact_url
 from pulltag.store.base import (
     OUTCOMES,
     AdmissionRecord,
+    InventoryEntry,
+    InventoryPass,
     LedgerEntry,
     Outcome,
+    Sighting,
     Store,
     StoreError,
     StoreUnavailable,
@@ -15,8 +18,11 @@ from pulltag.store.factory import StoreMissing, open_store
 __all__ = [
     "OUTCOMES",
     "AdmissionRecord",
+    "InventoryEntry",
+    "InventoryPass",
     "LedgerEntry",
     "Outcome",
+    "Sighting",
     "Store",
     "StoreError",
     "StoreMissing",

@@ -82,6 +82,63 @@ class LedgerEntry:
     container: str = ""
 
 
+@dataclass(frozen=True)
+class Sighting:
+    """A digest seen running: `pods` pods of `namespace` ran it at `seen_at` (unix seconds). A refresh
+    from a `Pulled` event passes pods=0 (unknown), which keeps the count already stored."""
+
+    image: str  # `registry/repository`, stored under `ledger_image` like LedgerEntry.image
+    digest: str
+    namespace: str
+    pods: int
+    seen_at: float
+
+
+@dataclass(frozen=True)
+class InventoryEntry:
+    """What the inventory knows of one digest in one namespace."""
+
+    image: str
+    digest: str
+    namespace: str
+    pods: int
+    first_seen: float
+    last_seen: float
+
+
+@dataclass(frozen=True)
+class InventoryPass:
+    """One complete inventory pass: the whole paginated pod list was read without an error. A digest runs
+    now in a namespace iff its entry's `last_seen >= started_at` of the last pass."""
+
+    started_at: float
+    completed_at: float
+    digests: int
+
+
+def merge_sighting(old: InventoryEntry | None, seen: Sighting) -> InventoryEntry:
+    """The entry after `seen` (what every backend computes): first_seen the earliest sighting, last_seen
+    the latest, pods the latest written count unless that is 0 (unknown), which keeps the old one."""
+    if old is None:
+        return InventoryEntry(seen.image, seen.digest, seen.namespace, seen.pods, seen.seen_at, seen.seen_at)
+    return InventoryEntry(
+        old.image,
+        old.digest,
+        old.namespace,
+        seen.pods if seen.pods > 0 else old.pods,
+        min(old.first_seen, seen.seen_at),
+        max(old.last_seen, seen.seen_at),
+    )
+
+
+def canonical_sighting(seen: Sighting) -> Sighting:
+    """The sighting as the inventory keeps it (image under `ledger_image`); refuses a negative count."""
+    if seen.pods < 0:
+        raise ValueError(f"a sighting counts pods >= 0, got {seen.pods}")
+    image = ledger_image(seen.image)
+    return seen if image == seen.image else dataclasses.replace(seen, image=image)
+
+
 class Store(abc.ABC):
     """The shared state store. Implementations are safe to use from many threads and processes."""
 
@@ -143,6 +200,29 @@ class Store(abc.ABC):
     ) -> list[LedgerEntry]:
         """Entries newest first (by tagged_at), filtered by exact image name, digest, namespace, pod name and
         time."""
+
+    # --- inventory of running digests --------------------------------------------------------------
+    @abc.abstractmethod
+    def record_sightings(self, sightings: Sequence[Sighting]) -> None:
+        """Upsert every sighting as `merge_sighting` says, atomically (all land or the call raises)."""
+
+    @abc.abstractmethod
+    def complete_inventory_pass(self, done: InventoryPass) -> None:
+        """Record a complete pass; it replaces the previous one."""
+
+    @abc.abstractmethod
+    def last_inventory_pass(self) -> InventoryPass | None: ...
+
+    @abc.abstractmethod
+    def inventory(
+        self, *, image: str | None = None, namespace: str | None = None, digest: str | None = None
+    ) -> list[InventoryEntry]:
+        """Every entry matching the filters (image compared under `ledger_image`), ordered by image,
+        digest, namespace."""
+
+    @abc.abstractmethod
+    def prune_inventory(self, last_seen_before: float) -> int:
+        """Drop the entries whose last_seen is before the time; returns how many were dropped."""
 
     # --- lifecycle ---------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -12,6 +12,7 @@ Keys (all under `pulltag:`):
     ledger                   zset member -> tagged_at: every entry
     ledger:data              hash member -> JSON entry
     ledger:image:{image}, ledger:digest:{digest}, ledger:ns:{ns}   zsets member -> tagged_at, for filters
+    inv, inv:last, inv:pass  the inventory of running digests (see redis_inventory.py)
 
 Multi-key writes run as one MULTI transaction or one Lua script, so readers never see half a write.
 The client never retries: a timeout surfaces at once as `StoreUnavailable`, within the store timeout.
@@ -43,10 +44,10 @@ from pulltag.store.base import (
     record_from_json,
     record_to_json,
 )
+from pulltag.store.redis_inventory import PREFIX, RedisInventory
 
 log = logging.getLogger(__name__)
 
-PREFIX = "pulltag:"
 _HEALTH_CHECK_INTERVAL = 10  # seconds idle after which a pooled connection is pinged before use
 _PRUNE_INTERVAL_MS = 1000  # writers prune expired uids from the admission indexes at most this often
 _PAGE = 200  # zset members fetched per round trip when reading through an index
@@ -102,7 +103,7 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-class RedisStore(Store):
+class RedisStore(RedisInventory, Store):
     def __init__(
         self,
         url: str,

@@ -37,6 +37,7 @@ from pulltag.store.base import (
     record_from_json,
     record_to_json,
 )
+from pulltag.store.sqlite_inventory import INVENTORY_SCHEMA, SQLiteInventory
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def _reinit_fork_lock() -> None:
 
 os.register_at_fork(after_in_child=_reinit_fork_lock)
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS admissions (
     uid TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
@@ -88,6 +90,8 @@ CREATE INDEX IF NOT EXISTS ledger_by_namespace ON ledger (namespace, tagged_at);
 CREATE TABLE IF NOT EXISTS ledger_count (one INTEGER PRIMARY KEY CHECK (one = 1), n INTEGER NOT NULL);
 INSERT OR IGNORE INTO ledger_count (one, n) VALUES (1, 0);
 """
+    + INVENTORY_SCHEMA
+)
 
 # Messages of sqlite3.OperationalError that mean "cannot reach the data now", not "bad request".
 _UNAVAILABLE_MARKERS = ("locked", "busy", "unable to open", "disk i/o", "readonly", "read-only", "full")
@@ -107,7 +111,7 @@ def sqlite_path(url: str) -> str:
     return "/" + rest
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteInventory, Store):
     def __init__(
         self,
         url: str,

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from listener.kube import KubeError
 from listener.registry.base import AlreadyThere, Created, TagResult
 from listener.registry.errors import TagConflict, TransientError
-from pulltag.store.base import AdmissionRecord, LedgerEntry, Store, StoreError
+from pulltag.store.base import (
+    AdmissionRecord,
+    InventoryEntry,
+    InventoryPass,
+    LedgerEntry,
+    Sighting,
+    Store,
+    StoreError,
+    canonical_sighting,
+    ledger_image,
+    merge_sighting,
+)
 
 Obj = dict[str, Any]
 
@@ -27,6 +38,8 @@ class MemoryStore(Store):
         self.claims: set[str] = set()
         self.seen: set[str] = set()
         self.ledger: list[LedgerEntry] = []
+        self.entries: dict[tuple[str, str, str], InventoryEntry] = {}
+        self.last_pass: InventoryPass | None = None
         self.down = False
         self.failing: set[str] = set()
         self._lock = threading.Lock()
@@ -100,6 +113,40 @@ class MemoryStore(Store):
             and pod in (None, e.pod)
         ]
         return found[:limit]
+
+    def record_sightings(self, sightings: Sequence[Sighting]) -> None:
+        self._check("record_sightings")
+        with self._lock:
+            for seen in map(canonical_sighting, sightings):
+                key = (seen.image, seen.digest, seen.namespace)
+                self.entries[key] = merge_sighting(self.entries.get(key), seen)
+
+    def complete_inventory_pass(self, done: InventoryPass) -> None:
+        self._check("complete_inventory_pass")
+        self.last_pass = done
+
+    def last_inventory_pass(self) -> InventoryPass | None:
+        self._check("last_inventory_pass")
+        return self.last_pass
+
+    def inventory(
+        self, *, image: str | None = None, namespace: str | None = None, digest: str | None = None
+    ) -> list[InventoryEntry]:
+        self._check("inventory")
+        image = None if image is None else ledger_image(image)
+        return [
+            e
+            for key, e in sorted(self.entries.items())
+            if image in (None, e.image) and digest in (None, e.digest) and namespace in (None, e.namespace)
+        ]
+
+    def prune_inventory(self, last_seen_before: float) -> int:
+        self._check("prune_inventory")
+        with self._lock:
+            old = [key for key, e in self.entries.items() if e.last_seen < last_seen_before]
+            for key in old:
+                del self.entries[key]
+        return len(old)
 
     def ping(self) -> None:
         self._check("ping")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from pulltag.store.base import AdmissionRecord, LedgerEntry, Store, StoreError
+from pulltag.store.base import (
+    AdmissionRecord,
+    InventoryEntry,
+    InventoryPass,
+    LedgerEntry,
+    Sighting,
+    Store,
+    StoreError,
+)
 
 
 class ScriptedStore(Store):
@@ -70,6 +78,24 @@ class ScriptedStore(Store):
         until: float | None = None,
         limit: int = 100,
     ) -> list[LedgerEntry]:
+        raise NotImplementedError
+
+    # the webhook never touches the inventory
+    def record_sightings(self, sightings: Sequence[Sighting]) -> None:
+        raise NotImplementedError
+
+    def complete_inventory_pass(self, done: InventoryPass) -> None:
+        raise NotImplementedError
+
+    def last_inventory_pass(self) -> InventoryPass | None:
+        raise NotImplementedError
+
+    def inventory(
+        self, *, image: str | None = None, namespace: str | None = None, digest: str | None = None
+    ) -> list[InventoryEntry]:
+        raise NotImplementedError
+
+    def prune_inventory(self, last_seen_before: float) -> int:
         raise NotImplementedError
 
     def ping(self) -> None:
