@@ -69,6 +69,9 @@ class TaggingSettings:
     timezone: str = "UTC"
     scope: Scope = "image"
     cluster: str = ""
+    # Also tag running containers of pods never admitted (started before install, or while the webhook
+    # was down), from the kubelet-written imageID of their status.
+    backfill: bool = False
 
     @property
     def zone(self) -> ZoneInfo:
@@ -131,6 +134,8 @@ class ListenerSettings:
     watch_backoff_initial_seconds: float = 0.5
     # A watch that delivered nothing and lasted less than this counts as a failure (no hot loop).
     watch_healthy_stream_seconds: float = 1.0
+    # How often the leader lists running pods to refresh the inventory of running digests.
+    inventory_interval_seconds: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ def test_empty_file_gives_every_documented_default() -> None:
     assert s.listener.lease_duration_seconds == 15.0
     assert s.listener.claim_ttl_seconds == 60.0
     assert s.listener.failed_retry_seconds == 300.0
+    assert s.tagging.backfill is False
+    assert s.listener.inventory_interval_seconds == 600.0
 
 
 def test_the_design_example_loads(tmp_path: Path) -> None:
@@ -163,6 +165,8 @@ def test_docker_hub_aliases_are_one_registry() -> None:
         ({"listener": {"lease_duration_seconds": True}}, "listener.lease_duration_seconds", "number"),
         ({"listener": {"claim_ttl_seconds": -5}}, "listener.claim_ttl_seconds", "greater"),
         ({"listener": {"failed_retry_seconds": 0}}, "listener.failed_retry_seconds", "greater"),
+        ({"tagging": {"backfill": "yes"}}, "tagging.backfill", "true or false"),
+        ({"listener": {"inventory_interval_seconds": 0}}, "listener.inventory_interval_seconds", "greater"),
     ],
 )
 def test_bad_values_name_the_key(raw: Any, key: str, fragment: str) -> None:
