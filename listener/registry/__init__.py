@@ -1,4 +1,4 @@
-"""Registry clients: find the digest behind a tag, the tags on a digest, and create tags.
+"""Registry clients: find the digest behind a tag, the tags on a digest, create tags and delete them by tag.
 
 `registry_client(settings)` returns an `OciClient` (any OCI Distribution registry) or a
 `HarborClient` (Harbor API v2.0). See `base.RegistryClient` for the interface and `errors` for the
@@ -6,9 +6,11 @@ typed failures.
 """
 
 from listener.registry.base import (
+    DELETE_OUTCOMES,
     AlreadyThere,
     CheckResult,
     Created,
+    DeleteOutcome,
     RegistryClient,
     TagResult,
 )
@@ -38,12 +40,14 @@ from listener.registry.oci import OciClient
 from listener.registry.transport import RetryPolicy
 
 __all__ = [
+    "DELETE_OUTCOMES",
     "AlreadyThere",
     "AuthenticationFailed",
     "CheckResult",
     "Created",
     "Credentials",
     "CredentialsError",
+    "DeleteOutcome",
     "DigestMismatch",
     "DockerConfigKeyring",
     "HarborClient",

@@ -2,7 +2,10 @@
 
 - `Basic realm=...`: send basic credentials on every request once challenged;
 - `Bearer realm=...,service=...,scope=...`: get a token for the repository's scope (`tokens`) and send
-  it; tokens are cached per resource scope (`repository:NAME`) with the actions they were asked for;
+  it; tokens are cached per resource scope (`repository:NAME`) with the actions they were asked for.
+  The realm learned from the first challenge serves every repository: a new repository's token is asked
+  for directly, without a 401 first, and a repository token always asks for `pull,push` at once (a token
+  server grants the subset the account holds), so tagging never pays a second token for push;
 - a 401 carrying `error="insufficient_scope"` after a token was sent asks for the union of the cached
   and the challenged actions (e.g. `pull` widened to `pull,push`); any other 401 after a token was
   sent gets one fresh token, then the credentials are taken as rejected.
@@ -35,6 +38,13 @@ if TYPE_CHECKING:
 MAX_CHALLENGES = 5
 
 PULL = frozenset({"pull"})
+PULL_PUSH = frozenset({"pull", "push"})
+
+
+def wanted_actions(resource: str, needs: frozenset[str]) -> frozenset[str]:
+    """The actions to ask a token for: none without a resource (the /v2/ check), else pull and push with
+    whatever this request needs on top (e.g. delete)."""
+    return needs | PULL_PUSH if resource else frozenset()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,7 +141,7 @@ class Authenticator:
                 challenged |= parsed[1]
         key = self._key(call.resource, call.creds)
         cached = self.tokens.get(key)
-        wanted = challenged | call.needs if call.resource else frozenset()
+        wanted = challenged | wanted_actions(call.resource, call.needs) if call.resource else frozenset()
         if not sent_auth:
             self._obtain(call.resource, wanted, call.creds, call.repository)
         elif challenge.error == "insufficient_scope":
@@ -180,10 +190,14 @@ class Authenticator:
             return {}
         cached = self.tokens.get(self._key(call.resource, creds))
         if cached is None:
-            wanted = call.needs if call.resource else frozenset()
+            # Known realm, new repository: ask for its token now instead of collecting a 401 first.
+            cached = self._obtain(
+                call.resource, wanted_actions(call.resource, call.needs), creds, call.repository
+            )
+        elif not cached.fresh(time.monotonic()) or not call.needs <= cached.actions:
+            # Expired, or asked without an action this request needs (delete): one token with both.
+            wanted = cached.actions | wanted_actions(call.resource, call.needs)
             cached = self._obtain(call.resource, wanted, creds, call.repository)
-        elif not cached.fresh(time.monotonic()):
-            cached = self._obtain(call.resource, cached.actions | call.needs, creds, call.repository)
         return {"Authorization": f"Bearer {cached.token}"}
 
     # -- errors -------------------------------------------------------------------------------------

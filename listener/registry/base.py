@@ -1,11 +1,13 @@
 """The registry interface and its results.
 
-A `RegistryClient` answers four questions about one registry host:
+A `RegistryClient` answers four questions about one registry host, and releases its tags:
 
 - `digest_of(repository, reference)`: the digest a tag (or digest) resolves to;
 - `tags_on(repository, digest, prefix)`: tags starting with `prefix` that point at `digest`;
 - `create_tag(repository, digest, tag)`: `Created` or `AlreadyThere`, never moving an existing tag
   (`TagConflict`);
+- `delete_tag(repository, tag, digest)`: remove `tag` only while it still points at `digest`, by tag only
+  (never by digest: that would delete the image and every tag on it);
 - `check(repository=None)`: reachable and authenticated, and whether push is allowed when the
   protocol can tell.
 
@@ -34,7 +36,7 @@ from pulltag.config import RegistrySettings
 log = logging.getLogger("pulltag.registry")
 
 # The one place registry timings go: (registry host as configured, operation, seconds). Operations are
-# `digest_of`, `tags_on`, `create_tag` and `check`; token requests and retries are inside them.
+# `digest_of`, `tags_on`, `create_tag`, `delete_tag` and `check`; token requests and retries are inside them.
 Observer = Callable[[str, str, float], None]
 
 T = TypeVar("T")
@@ -65,6 +67,12 @@ class AlreadyThere:
 
 
 TagResult = Created | AlreadyThere
+
+# What `delete_tag` did: "released" (deleted), or why nothing was deleted: "moved" (the tag points at
+# another digest), "absent" (no such tag), "unsupported" (the registry refuses deleting a tag by its name),
+# "immutable" (an immutability rule protects it).
+DeleteOutcome = Literal["released", "unsupported", "moved", "immutable", "absent"]
+DELETE_OUTCOMES: tuple[DeleteOutcome, ...] = ("released", "unsupported", "moved", "immutable", "absent")
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,17 @@ class RegistryClient(abc.ABC):
         check_tag(self.registry, repository, tag)
         return self._timed("create_tag", lambda: self._create_tag(repository, digest, tag))
 
+    def delete_tag(self, repository: str, tag: str, digest: str) -> DeleteOutcome:
+        """Delete `tag` only while it still points at `digest`: "moved" if it points elsewhere (nothing
+        deleted), "absent" if the tag is gone, "unsupported" if the registry refuses tag deletion
+        (distribution 2.8), "immutable" (Harbor 412), "released" when deleted. Any other failure raises the
+        usual typed errors (transient ones retried by the caller). Never deletes by digest: the tag is
+        checked against the tag grammar, which has no ':', so it can never name a digest."""
+        check_repository(self.registry, repository)
+        check_tag(self.registry, repository, tag)
+        check_digest(self.registry, repository, digest)
+        return self._timed("delete_tag", lambda: self._delete_tag(repository, tag, digest))
+
     def check(self, repository: str | None = None) -> CheckResult:
         """Reachable and authenticated; with a repository, also whether push is allowed if knowable.
 
@@ -183,6 +202,9 @@ class RegistryClient(abc.ABC):
 
     @abc.abstractmethod
     def _create_tag(self, repository: str, digest: str, tag: str) -> TagResult: ...
+
+    @abc.abstractmethod
+    def _delete_tag(self, repository: str, tag: str, digest: str) -> DeleteOutcome: ...
 
     @abc.abstractmethod
     def _check(self, repository: str | None) -> CheckResult: ...

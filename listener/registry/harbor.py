@@ -5,6 +5,9 @@
   409 means the tag exists somewhere in the repository, so the artifact behind the tag is looked up
   to answer `AlreadyThere` or `TagConflict`; 405 (proxy-cache project), 412 (immutability rule) and
   403 (no permission, e.g. a robot account without push) are permanent;
+- delete a tag: `GET .../artifacts/{tag}` (gone: "absent"; on another digest: "moved"), then
+  `DELETE /projects/{p}/repositories/{r}/artifacts/{digest}/tags/{tag}`: 200 "released", 412 (an
+  immutability rule) "immutable", 404 (gone meanwhile) looked up again;
 - the repository part after the project is URL-encoded twice (`a/b` -> `a%252Fb`);
 - basic authentication (robot accounts `robot$name` included), no cookies ever (Harbor enforces its
   CSRF check once its session cookie is sent back), an `X-Request-Id` on every request.
@@ -18,7 +21,14 @@ from urllib.parse import quote
 
 import requests
 
-from listener.registry.base import AlreadyThere, CheckResult, Created, RegistryClient, TagResult
+from listener.registry.base import (
+    AlreadyThere,
+    CheckResult,
+    Created,
+    DeleteOutcome,
+    RegistryClient,
+    TagResult,
+)
 from listener.registry.errors import InvalidName, NotFound, PermanentError, TagConflict, parse_errors
 from listener.registry.transport import basic_auth_header
 
@@ -174,6 +184,38 @@ class HarborClient(RegistryClient):
         if response.status_code == 404:
             raise self._not_found(repository, digest)
         raise self._failure(response, what, repository)
+
+    def _delete_tag(self, repository: str, tag: str, digest: str) -> DeleteOutcome:
+        project, name = split_repository(self.registry, repository)
+        outcome = self._tag_state(repository, tag, digest)
+        if outcome is not None:
+            return outcome
+        what = f"deletion of tag {tag}"
+        # The recorded digest is the reference: had the tag moved between the look and this request, Harbor
+        # answers 404 (not on this artifact) instead of deleting it from another one.
+        response = self._call(
+            "DELETE",
+            artifact_path(project, name, digest, f"/tags/{quote(tag, safe='')}"),
+            repository=repository,
+            what=what,
+        )
+        if response.status_code == 200:
+            return "released"
+        if response.status_code == 412:
+            return "immutable"
+        if response.status_code == 404:
+            # Gone or moved meanwhile; a tag still on the digest after a 404 is a refusal we cannot read.
+            state = self._tag_state(repository, tag, digest)
+            if state is not None:
+                return state
+        raise self._failure(response, what, repository)
+
+    def _tag_state(self, repository: str, tag: str, digest: str) -> DeleteOutcome | None:
+        """ "absent" or "moved" when the tag is not (or no longer) on `digest`; None when it is."""
+        holder = self._artifact(repository, tag, with_tag=False)
+        if holder is None:
+            return "absent"
+        return None if holder["digest"] == digest else "moved"
 
     def _check(self, repository: str | None) -> CheckResult:
         auth = self._auth(repository or "")

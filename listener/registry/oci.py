@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from listener.registry.auth import PULL, Authenticator
+from listener.registry.auth import PULL, PULL_PUSH, Authenticator
 from listener.registry.base import (
     AlreadyThere,
     CheckResult,
     Created,
+    DeleteOutcome,
     Observer,
     RegistryClient,
     TagResult,
 )
 from listener.registry.credentials import Keyring
-from listener.registry.errors import DigestMismatch, NotFound, PermanentError, TagConflict
+from listener.registry.errors import DigestMismatch, NotFound, PermanentError, TagConflict, parse_errors
 from listener.registry.names import check_repository
 from listener.registry.tokens import token_access
 from listener.registry.transport import RequestHook, RetryPolicy, Sleep
@@ -44,7 +47,14 @@ DOCKER_HUB_API_HOST = "registry-1.docker.io"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_TAG_PAGES = 10_000
 
-PULL_PUSH = frozenset({"pull", "push"})
+DELETE = frozenset({"delete"})
+
+# A registry that refused deleting a tag by name is not asked again for this long (each refusal would
+# cost a token widening, a HEAD and a DELETE per tag; the answer only changes when its operator
+# reconfigures it).
+REFUSAL_REMEMBERED_SECONDS = 3600.0
+
+log = logging.getLogger(__name__)
 
 _LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
 
@@ -67,6 +77,14 @@ def compute_digest(algorithm_digest: str, body: bytes) -> str:
     return f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
 
 
+def refuses_tag_deletion(status: int, codes: list[str]) -> bool:
+    """Whether the answer to `DELETE /v2/<name>/manifests/<tag>` says the registry does not delete tags
+    by name. distribution 2.8 answers 405 UNSUPPORTED when `storage.delete` is off, and with it on parses
+    the reference as a digest and answers 400 DIGEST_INVALID (both seen against the real registry,
+    tests/integration/registry/test_delete.py). Either way nothing was deleted."""
+    return status == 405 or "UNSUPPORTED" in codes or (status == 400 and "DIGEST_INVALID" in codes)
+
+
 class OciClient(RegistryClient):
     kind = "oci"
 
@@ -87,6 +105,8 @@ class OciClient(RegistryClient):
         self.base_url = api_base_url(self.registry, self.settings.insecure)
         self.page_size = page_size
         self.auth = Authenticator(self)
+        self._refused_deletion_at: float | None = None
+        self._refusal_lock = threading.Lock()
 
     def _request(
         self,
@@ -268,6 +288,48 @@ class OciClient(RegistryClient):
                 repository=repository,
             )
         return Created(repository=repository, tag=tag, digest=digest)
+
+    def _delete_tag(self, repository: str, tag: str, digest: str) -> DeleteOutcome:
+        """HEAD the tag (gone: "absent"; elsewhere: "moved"), then `DELETE /v2/<name>/manifests/<tag>`.
+        A refusal is "unsupported", remembered for a while; there is no fallback to deleting by digest,
+        which would remove the image and every tag on it."""
+        if self._deletion_refused_recently():
+            return "unsupported"
+        current = self._head_manifest(repository, tag)
+        if current is None:
+            return "absent"
+        if current != digest:
+            return "moved"
+        what = f"deletion of tag {tag}"
+        response = self._request(
+            "DELETE", f"/v2/{repository}/manifests/{tag}", repository=repository, what=what, needs=DELETE
+        )
+        status = response.status_code
+        if status in (200, 202, 204):
+            return "released"
+        if status == 404:
+            return "absent"
+        if refuses_tag_deletion(status, [code for code, _ in parse_errors(response)]):
+            self._remember_refusal(status)
+            return "unsupported"
+        raise self._failure(response, what, repository)
+
+    def _deletion_refused_recently(self) -> bool:
+        with self._refusal_lock:
+            since = self._refused_deletion_at
+            return since is not None and time.monotonic() - since < REFUSAL_REMEMBERED_SECONDS
+
+    def _remember_refusal(self, status: int) -> None:
+        with self._refusal_lock:
+            first = self._refused_deletion_at is None
+            self._refused_deletion_at = time.monotonic()
+        if first:
+            log.warning(
+                "%s refuses deleting tags by name (HTTP %d): pulltag's tags stay; use the registry's own "
+                "retention rules (pulltag retention policy ...). Never falling back to deleting by digest.",
+                self.registry,
+                status,
+            )
 
     def _check(self, repository: str | None) -> CheckResult:
         what = "API version check"

@@ -11,6 +11,10 @@ It reproduces what pulltag relies on, with Harbor's paths, status codes and erro
 - `POST /api/v2.0/projects/{p}/repositories/{r}/artifacts/{reference}/tags` `{"name": ...}`:
   201; 409 when the tag exists on this or another artifact of the repository; 405 in a proxy-cache
   project; 412 when an immutability rule matches; 403 for an account without push permission.
+- `DELETE /api/v2.0/projects/{p}/repositories/{r}/artifacts/{reference}/tags/{tag_name}` (operationId
+  deleteTag): 200; 404 when the tag is not on that artifact (or the artifact is unknown); 412 when the
+  tag is immutable (a project rule `immutable_patterns`, or `mark_immutable`); 403 for an account without
+  delete permission; 401 anonymous. The tag goes, the artifact and its other tags stay.
 
 Like Harbor, the path is percent-decoded once by the router and the repository name once more by the
 handler, so `a/b` must be sent as `a%252Fb`; a single-encoded `a%2Fb` becomes two path segments and
@@ -60,6 +64,8 @@ HARBOR_PASSWORDS = {
     "robot$readonly": "robot-readonly-0123",
 }
 PUSHERS = frozenset({"admin", "robot$pulltag"})
+# Accounts allowed to delete tags (Harbor's "tag delete" permission).
+DELETERS = frozenset({"admin", "robot$pulltag"})
 
 
 def _now() -> str:
@@ -107,6 +113,8 @@ class FakeHarbor:
         self.tls = tls
         self.passwords = dict(HARBOR_PASSWORDS)
         self.pushers = set(PUSHERS)
+        self.deleters = set(DELETERS)
+        self.immutable_tags: set[tuple[str, str]] = set()  # (repository, tag)
         self.projects: dict[str, Project] = {}
         self.repositories: dict[str, dict[str, Artifact]] = {}  # full name -> digest -> artifact
         self.repository_ids: dict[str, int] = {}
@@ -169,6 +177,22 @@ class FakeHarbor:
         for artifact in self.repositories[repository].values():
             artifact.tags.pop(tag, None)
         self.repositories[repository][digest].tags[tag] = next(_ids)
+
+    def mark_immutable(self, repository: str, tag: str) -> None:
+        """Protect one tag as an immutability rule would: deleting it answers 412."""
+        with self._lock:
+            self.immutable_tags.add((repository, tag))
+
+    def _immutable(self, project: Project, repository: str, tag: str) -> bool:
+        return (repository, tag) in self.immutable_tags or any(
+            re.fullmatch(p.replace("*", ".*"), tag) for p in project.immutable_patterns
+        )
+
+    def tags_of(self, repository: str, digest: str) -> list[str]:
+        """The tags on one artifact, sorted ([] for an unknown artifact)."""
+        with self._lock:
+            artifact = self.repositories.get(repository, {}).get(digest)
+            return sorted(artifact.tags) if artifact is not None else []
 
     def tag_digest(self, repository: str, tag: str) -> str | None:
         with self._lock:
@@ -404,6 +428,8 @@ class FakeHarbor:
                 return answer(self._create_tag(user, project, repository, reference, body))
             if rest == ["tags"] and method == "GET":
                 return answer(self._list_tags(user, project, repository, reference))
+            if len(rest) == 2 and rest[0] == "tags" and method == "DELETE":
+                return answer(self._delete_tag(user, project, repository, reference, rest[1]))
         return answer(self._error(404, "NOT_FOUND", f"no route for {method} {parts.path}"))
 
     def _can_read(self, user: str | None, project: Project) -> bool:
@@ -474,7 +500,7 @@ class FakeHarbor:
                     "name": name,
                     "push_time": _now(),
                     "pull_time": "0001-01-01T00:00:00.000Z",
-                    "immutable": False,
+                    "immutable": self._immutable(project, repository, name),
                 }
                 for name, tag_id in sorted(artifact.tags.items())
             ] or None
@@ -552,3 +578,22 @@ class FakeHarbor:
             artifact.tags[name] = next(_ids)
             location = f"{API}/projects/{project_name}/repositories/x/artifacts/{reference}/tags/{name}"
             return 201, b"", {"Location": location}
+
+    def _delete_tag(
+        self, user: str | None, project_name: str, repository: str, reference: str, name: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        if user is None:
+            return self._error(401, "UNAUTHORIZED", "unauthorized")
+        with self._lock:
+            project = self.projects.get(project_name)
+            if project is None:
+                return self._error(404, "NOT_FOUND", f"project {project_name} not found")
+            if user not in self.deleters:
+                return self._error(403, "FORBIDDEN", "forbidden")
+            artifact = self._find(repository, reference)
+            if artifact is None or name not in artifact.tags:
+                return self._error(404, "NOT_FOUND", f"tag {name} not found on artifact {reference}")
+            if self._immutable(project, repository, name):
+                return self._error(412, "PRECONDITION", f"the tag {name} is immutable, cannot be deleted")
+            del artifact.tags[name]
+            return 200, b"", {}

@@ -356,9 +356,18 @@ class RegistryServer:
 
     type = "oci"
 
-    def __init__(self, workdir: Path, mode: Mode = "anonymous", *, token_expires_in: int = 300) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        mode: Mode = "anonymous",
+        *,
+        token_expires_in: int = 300,
+        delete_enabled: bool = True,
+    ) -> None:
         self.workdir = workdir
         self.mode = mode
+        # `storage.delete.enabled`: off, distribution refuses every manifest DELETE with 405 UNSUPPORTED.
+        self.delete_enabled = delete_enabled
         self.port = 0
         self.process: ManagedProcess | None = None
         self.token_server: TokenServer | None = None
@@ -370,7 +379,7 @@ class RegistryServer:
 
     @property
     def name(self) -> str:
-        return f"oci-{self.mode}"
+        return f"oci-{self.mode}" + ("" if self.delete_enabled else "-nodelete")
 
     @property
     def host(self) -> str:
@@ -395,7 +404,7 @@ class RegistryServer:
             "  filesystem:",
             f"    rootdirectory: {storage}",
             "  delete:",
-            "    enabled: true",
+            f"    enabled: {'true' if self.delete_enabled else 'false'}",
             "  maintenance:",
             "    uploadpurging:",
             "      enabled: false",

@@ -29,7 +29,7 @@ SHARED_SPEC = Path(__file__).resolve().parents[3].parent / "shared" / "specs" / 
 # Harbor's immutable-tag middleware answers 412 (StatusPreconditionFailed, goharbor/harbor#9427) on
 # routes whose swagger entry does not list it; pulltag handles it, so the fake may give it there.
 TAGS = "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags"
-OUTSIDE_SWAGGER = {("post", TAGS): {"412"}}
+OUTSIDE_SWAGGER = {("post", TAGS): {"412"}, ("delete", TAGS + "/{tag_name}"): {"412"}}
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +87,20 @@ def exercise(harbor: FakeHarbor) -> None:
         ):
             with pytest.raises(PermanentError):
                 client.create_tag(repository, target, tag)
+        client.delete_tag(repo, "deployed_a", digest)  # 200
+        client.delete_tag(repo, "v2", digest)  # moved: looked up, nothing deleted
+        harbor.add_artifact("locked/app", ["deployed_z"], digest=locked)
+        client.delete_tag("locked/app", "deployed_z", locked)  # 412
     with (
         registry_client(harbor.settings("robot$readonly"), retry=fast) as client,
         pytest.raises(PermanentError),
     ):
         client.create_tag(repo, digest, "deployed_e")  # 403
+    with (
+        registry_client(harbor.settings("robot$readonly"), retry=fast) as client,
+        pytest.raises(PermanentError),
+    ):
+        client.delete_tag(repo, "v1", digest)  # 403
     wrong = harbor.settings(
         "robot$pulltag", credentials=str(harbor.credentials_file("robot$pulltag", password="x"))
     )
