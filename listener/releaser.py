@@ -94,12 +94,16 @@ class Releaser:
         *,
         deleter_factory: DeleterFactory = default_deleter_factory,
         clock: Callable[[], float] = time.time,
+        refresh: Callable[[], object] | None = None,
     ) -> None:
+        """`refresh`: one complete inventory pass, run right before deciding; any exception from it (a
+        list error, 500 or 410 mid-list, a timeout) makes the pass release nothing."""
         self.settings = settings
         self.store = store
         self.metrics = metrics
         self.deleter_factory = deleter_factory
         self.clock = clock
+        self.refresh = refresh
         self.unsupported: set[str] = set()  # registries that refused tag deletion (reported once each)
         self._clients: dict[str, Deleter] = {}
         self._stop = threading.Event()
@@ -149,6 +153,13 @@ class Releaser:
                 log.warning("could not release the pass claim (it expires): %s", exc)
 
     def _claimed_pass(self) -> PassReport:
+        if self.refresh is not None:
+            try:
+                self.refresh()
+            except StoreError as exc:
+                return PassReport("store_error", f"inventory: {exc}")
+            except Exception as exc:  # whatever the list failed with, the inventory is in doubt
+                return PassReport("inventory_error", f"{type(exc).__name__}: {exc}")
         now = self.clock()
         try:
             decisions, blocker = read_plan(self.store, self.settings, now)

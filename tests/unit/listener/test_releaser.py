@@ -3,6 +3,7 @@ decision says, records each outcome, and on any doubt releases nothing and says 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -72,7 +73,7 @@ class World:
         )
         self.factory_calls = 0
 
-    def releaser(self, **changes: object) -> Releaser:
+    def releaser(self, refresh: Callable[[], object] | None = None, **changes: object) -> Releaser:
         settings = replace(self.settings, **changes) if changes else self.settings
 
         def factory(registry: RegistrySettings) -> ScriptedRegistry:
@@ -80,7 +81,14 @@ class World:
             assert registry.host == HOST
             return self.registry
 
-        return Releaser(settings, self.store, self.metrics, deleter_factory=factory, clock=lambda: self.now)
+        return Releaser(
+            settings,
+            self.store,
+            self.metrics,
+            deleter_factory=factory,
+            clock=lambda: self.now,
+            refresh=refresh,
+        )
 
     def outcomes(self) -> list[tuple[str, str]]:
         return [(o, t) for o, t in self.store.outcomes() if o != "created"]
@@ -233,3 +241,25 @@ def test_the_clock_decides_what_is_old_enough() -> None:
     world.store.complete_inventory_pass(InventoryPass(world.now - 100, world.now - 50, 1))
     world.store.record_sightings([Sighting(IMAGE, RUNNING, "prod", 2, world.now - 60)])
     assert [d.tag for d, _ in releaser.run_once().acted] == [TAG_A]
+
+
+def test_an_inventory_refresh_that_fails_releases_nothing_although_the_last_one_is_fresh() -> None:
+    world = World()
+
+    def refresh() -> None:
+        raise RuntimeError("pod list failed mid-way: 410 Gone")
+
+    report = world.releaser(refresh=refresh).run_once()
+    assert report.outcome == "inventory_error"
+    assert world.registry.calls == [] and world.passes("inventory_error") == 1
+
+
+def test_the_refreshed_inventory_is_the_one_decided_on() -> None:
+    world = World()
+
+    def refresh() -> None:  # OLD_A runs again since the last pass
+        world.store.record_sightings([Sighting(IMAGE, OLD_A, "prod", 1, NOW - 5)])
+        world.store.complete_inventory_pass(InventoryPass(NOW - 10, NOW - 1, 2))
+
+    world.releaser(refresh=refresh).run_once()
+    assert world.outcomes() == [("released", TAG_B)]
