@@ -96,8 +96,9 @@ class Releaser:
         clock: Callable[[], float] = time.time,
         refresh: Callable[[], object] | None = None,
     ) -> None:
-        """`refresh`: one complete inventory pass, run right before deciding; any exception from it (a
-        list error, 500 or 410 mid-list, a timeout) makes the pass release nothing."""
+        """`refresh`: one inventory pass (`listener.inventory.Inventory.run_once`), run right before
+        deciding; when it does not complete (it returns None: a list error, 500 or 410 mid-list, a
+        timeout) or raises, the pass releases nothing."""
         self.settings = settings
         self.store = store
         self.metrics = metrics
@@ -155,7 +156,8 @@ class Releaser:
     def _claimed_pass(self) -> PassReport:
         if self.refresh is not None:
             try:
-                self.refresh()
+                if self.refresh() is None:
+                    return PassReport("inventory_error", "the inventory pass before it did not complete")
             except StoreError as exc:
                 return PassReport("store_error", f"inventory: {exc}")
             except Exception as exc:  # whatever the list failed with, the inventory is in doubt

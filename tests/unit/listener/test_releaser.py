@@ -254,12 +254,20 @@ def test_an_inventory_refresh_that_fails_releases_nothing_although_the_last_one_
     assert world.registry.calls == [] and world.passes("inventory_error") == 1
 
 
+def test_an_inventory_refresh_that_did_not_complete_releases_nothing() -> None:
+    world = World()
+    assert world.releaser(refresh=lambda: None).run_once().outcome == "inventory_error"
+    assert world.registry.calls == []
+
+
 def test_the_refreshed_inventory_is_the_one_decided_on() -> None:
     world = World()
 
-    def refresh() -> None:  # OLD_A runs again since the last pass
+    def refresh() -> InventoryPass:  # OLD_A runs again since the last pass
         world.store.record_sightings([Sighting(IMAGE, OLD_A, "prod", 1, NOW - 5)])
-        world.store.complete_inventory_pass(InventoryPass(NOW - 10, NOW - 1, 2))
+        done = InventoryPass(NOW - 10, NOW - 1, 2)
+        world.store.complete_inventory_pass(done)
+        return done
 
     world.releaser(refresh=refresh).run_once()
     assert world.outcomes() == [("released", TAG_B)]
