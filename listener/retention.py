@@ -10,7 +10,7 @@ A tag is released only if ALL hold (each rule below keeps it otherwise, and name
 - its digest is not running now (an inventory entry seen by the last complete inventory pass);
 - its digest was not seen running within `grace_hours` (inventory `last_seen`, or a ledger pull time);
 - its digest is not among the newest `keep_last` deployed digests of its repository and namespace;
-- the tag is older than `min_age_hours`;
+- the tag is older than `min_age_hours`, and was created before the last inventory pass began;
 - the inventory the decision rests on is complete and fresh (`inventory_blocker`): on doubt, keep.
 """
 
@@ -163,6 +163,7 @@ class _Facts:
     last_seen: dict[tuple[str, str], float]  # (image, digest) -> last time seen running
     protected: frozenset[tuple[str, str, str]]  # (image, namespace, digest) among the newest keep_last
     final: dict[tuple[str, str, str], LedgerEntry]  # (image, tag, digest) -> newest final outcome
+    started_at: float | None  # when the last complete inventory pass began
 
 
 def _facts(
@@ -201,7 +202,7 @@ def _facts(
         for (image, namespace), digests in deployed.items()
         for digest in _newest(digests, keep_last)
     )
-    return _Facts(running, last_seen, protected, final)
+    return _Facts(running, last_seen, protected, final, last_pass.started_at if last_pass else None)
 
 
 def _newest(deployed_at: dict[str, float], keep_last: int) -> list[str]:
@@ -270,6 +271,9 @@ def _decide(
     age = now - created.tagged_at
     if age < retention.min_age_hours * 3600.0:
         return decision("keep", "too_young", f"created {_hours(age)} ago")
+    if facts.started_at is not None and created.tagged_at >= facts.started_at:
+        # Its pod may have started after the list began: the inventory cannot vouch for it yet.
+        return decision("keep", "newer_than_inventory", "created after the last inventory pass began")
     if blocker is not None:
         return decision("keep", blocker, "the inventory cannot vouch for it now")
     last = f"last seen running {_hours(now - seen)} ago" if seen is not None else "never seen running"

@@ -145,6 +145,11 @@ def _tag_younger_than_min_age(w: World) -> None:
     w.ledger[0] = dataclasses.replace(w.ledger[0], tagged_at=NOW - 23 * HOUR)
 
 
+def _tag_created_after_the_inventory_began(w: World) -> None:
+    w.retention = dataclasses.replace(w.retention, min_age_hours=0)
+    w.ledger[0] = dataclasses.replace(w.ledger[0], tagged_at=PASS.started_at + 1)
+
+
 def _hand_made_tag_with_the_prefix(w: World) -> None:
     w.ledger[0] = dataclasses.replace(w.ledger[0], tag="deployed_hotfix")
 
@@ -188,6 +193,7 @@ def _inventory_pass_never_completed(w: World) -> None:
         (_newer_digests_in_another_namespace, "keep", "keep_last"),
         (_newer_digests_in_another_repository, "keep", "keep_last"),
         (_tag_younger_than_min_age, "keep", "too_young"),
+        (_tag_created_after_the_inventory_began, "keep", "newer_than_inventory"),
         (_hand_made_tag_with_the_prefix, "keep", "foreign_name"),
         (_another_clusters_tag, "keep", "foreign_name"),
         (_already_released, "done", "released"),

@@ -125,6 +125,7 @@ def test_never_releases_a_running_digest(
         if d.action == "release":
             assert (d.image, d.digest) not in running
             assert NOW + HOUR - d.created_at >= retention.min_age_hours * HOUR
+            assert d.created_at < last_pass.started_at
             # Only tags the ledger says pulltag created, and never one already gone for good.
             mine = [e for e in ledger if (e.image, e.tag, e.outcome) == (d.image, d.tag, "created")]
             assert mine
