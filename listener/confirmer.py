@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from listener.confirm import Confirmed, Pending, Rejected, admission_from_annotation, confirm
@@ -78,6 +79,9 @@ class Confirmer:
         self.conf = settings.listener  # the `listener:` section
         self.queue: WorkQueue[ConfirmJob] = WorkQueue(ConfirmJob.merge, QUEUE_SIZE)
         self.pool = WorkerPool("confirm", self.queue, self.handle, settings.listener.workers)
+        # Told (image, digest, namespace) of each confirmed pull, fresh or "already present": the digest
+        # runs there now. The inventory hooks in here; it must not block.
+        self.on_confirmed: Callable[[str, str, str], None] | None = None
 
     def start(self) -> None:
         self.pool.start()
@@ -113,6 +117,10 @@ class Confirmer:
 
     def _plan(self, confirmed: Confirmed, pod: Obj | None) -> _Decision:
         pull = confirmed.pull
+        if self.on_confirmed is not None:
+            self.on_confirmed(
+                f"{confirmed.registry}/{confirmed.repository}", confirmed.digest, pull.namespace
+            )
         result = plan(
             confirmed,
             self.settings,

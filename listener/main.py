@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import queue
 import signal
@@ -12,12 +13,14 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 
 from listener.confirmer import Confirmer
 from listener.health import HealthServer
 from listener.informer import Informer, InformerOptions
+from listener.inventory import Inventory
 from listener.kube import KubeClient, Obj, load_config, own_namespace
 from listener.leader import ElectionTiming, LeaseElector
 from listener.metrics import ListenerMetrics
@@ -69,8 +72,11 @@ class _Run:
             self.seen,
             client_factory=owner.client_factory,
             instance=owner.identity,
+            clock=owner.clock,
         )
         self.confirmer = Confirmer(settings, owner.store, owner.kube, owner.metrics, self.seen, self.tagger)
+        self.inventory = Inventory(settings, owner.store, owner.kube, owner.metrics, clock=owner.clock)
+        self.confirmer.on_confirmed = self.inventory.refresh
         self.informer: Informer[Item] = Informer(
             owner.kube, self.events, transform_event, owner.metrics, informer_options(settings)
         )
@@ -85,7 +91,7 @@ class _Run:
         if settings.listener.catch_up:
             retry = settings.listener.failed_retry_seconds
             self.tagger.on_gave_up = lambda: self.reconciler.request_pass(retry)
-        self.releaser = _releaser(owner)
+        self.releaser = _releaser(owner, self.inventory)
         self._stop = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
 
@@ -94,6 +100,7 @@ class _Run:
         self.confirmer.start()
         self._dispatcher.start()
         self.informer.start()
+        self.inventory.start()
         if self.owner.settings.listener.catch_up:
             self.reconciler.start()
         if self.releaser is not None:
@@ -105,6 +112,7 @@ class _Run:
         self.reconciler.stop()
         if self.releaser is not None:
             self.releaser.stop()
+        self.inventory.stop()
         self._stop.set()
         self._dispatcher.join(2.0)
         # Waiting confirmations are dropped (not marked seen: handled again after a restart);
@@ -159,11 +167,12 @@ class _Run:
             self.confirmer.submit(item)
 
 
-def _releaser(owner: Listener) -> Releaser | None:
-    """The release pass when retention is on; built per term, so only the leader runs passes."""
+def _releaser(owner: Listener, inventory: Inventory) -> Releaser | None:
+    """The release pass when retention is on; built per term, so only the leader runs passes. Each pass
+    first lists the pods again (`refresh`): one that does not complete releases nothing."""
     if not owner.settings.retention.enabled:
         return None
-    return Releaser(owner.settings, owner.store, owner.metrics)
+    return Releaser(owner.settings, owner.store, owner.metrics, clock=owner.clock, refresh=inventory.run_once)
 
 
 class Listener:
@@ -178,8 +187,10 @@ class Listener:
         *,
         identity: str | None = None,
         client_factory: ClientFactory = default_client_factory,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # wall time for every decision of a term (tests and simulations drive it)
         self.kube = kube
         self.store = store
         self.metrics = metrics or ListenerMetrics()
@@ -189,6 +200,7 @@ class Listener:
         self._run: _Run | None = None
         self._lock = threading.Lock()
         self.metrics.queue_depth.set_function(self._queue_depth)
+        self.metrics.inventory_age_seconds.set_function(self._inventory_age)
 
     @property
     def current(self) -> _Run | None:
@@ -215,6 +227,10 @@ class Listener:
     def _queue_depth(self) -> float:
         run = self._run
         return float(run.queue_depth()) if run is not None else 0.0
+
+    def _inventory_age(self) -> float:
+        run = self._run
+        return run.inventory.age_seconds() if run is not None else math.nan
 
     # --- health -----------------------------------------------------------------------------------------
 

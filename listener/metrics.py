@@ -7,6 +7,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "ListenerMetrics"]
 
+INVENTORY_OUTCOMES = ("complete", "list_error", "store_error", "stopped")
 PULL_OUTCOMES = ("confirmed", "unadmitted", "mismatch", "no_digest", "invalid", "filtered", "not_kubelet")
 
 
@@ -48,6 +49,24 @@ class ListenerMetrics:
             ["outcome"],
             registry=r,
         )
+        self.inventory_digests = Gauge(
+            "pulltag_inventory_digests", "Digests running at the last complete inventory pass", registry=r
+        )
+        self.inventory_age_seconds = Gauge(
+            "pulltag_inventory_age_seconds",
+            "Seconds since the last complete inventory pass (+Inf: none yet; NaN: not leading)",
+            registry=r,
+        )
+        self.inventory_passes = Counter(
+            "pulltag_inventory_passes", "Inventory passes by outcome", ["outcome"], registry=r
+        )
+        self.inventory_refreshes_dropped = Counter(
+            "pulltag_inventory_refreshes_dropped",
+            "Pulled-event refreshes of the inventory dropped (too many waiting to be written)",
+            registry=r,
+        )
+        for outcome in INVENTORY_OUTCOMES:
+            self.inventory_passes.labels(outcome)
         for outcome in PULL_OUTCOMES:
             self.pulls.labels(outcome)  # present from the start, so rate() works from the first scrape
 

@@ -2,7 +2,9 @@
 the event TTL, or lost to a crash). At start and every reconcile_interval, list pods page by page; for
 each running container of an admitted pod, take the pull the kubelet reported (its latest `Pulled` event
 the listener saw) or, when it saw none, build the one it would have reported from the container's start,
-confirm and plan it exactly like an event, and feed the same tagging queue.
+confirm and plan it exactly like an event, and feed the same tagging queue. With `tagging.backfill`, the
+running containers of pods never admitted are taken too, confirmed against their own spec (ledger
+reason `backfill`, tag time the container's start).
 
 The catch-up pass only takes what the event path cannot: its first pass waits until the informer's
 initial list has been dispatched (`wait_ready`), so every container with an event in that list is known
@@ -26,8 +28,8 @@ from listener.pulls import Pull, parse_timestamp
 from listener.seen import LatestPulls
 from listener.tagger import Tagger, TagJob
 from pulltag.config import Settings
-from pulltag.contract import field_path
-from pulltag.store import Store, StoreError
+from pulltag.contract import CONTAINER_KINDS, field_path
+from pulltag.store import AdmissionRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,9 @@ class Reconciler:
 
     def _jobs_for(self, pod: Obj) -> Iterator[TagJob]:
         uid = str((pod.get("metadata") or {}).get("uid") or "")
-        record = admission_record(self.store, uid, pod)
+        record, origin = admission_record(self.store, uid, pod), ""
+        if record is None and self.settings.tagging.backfill:
+            record, origin = self._backfill_record(uid, pod), "backfill"
         if record is None:
             return
         for started in running_pulls(pod):
@@ -148,12 +152,40 @@ class Reconciler:
                 namespace_labels=self.kube.namespace_labels(pull.namespace),
             )
             if isinstance(planned, TagPlan) and not self._already_tagged(planned):
-                yield TagJob(planned, pull.pod_uid, field_path(pull.container_kind, pull.container))
+                yield TagJob(
+                    planned, pull.pod_uid, field_path(pull.container_kind, pull.container), origin=origin
+                )
+
+    def _backfill_record(self, uid: str, pod: Obj) -> AdmissionRecord | None:
+        """The record of a pod never admitted (no record, no annotation: it started before pulltag was
+        installed, or while the webhook was down): its own spec's images. The evidence is still the
+        kubelet's: `confirm` takes the digest from the status imageID and nothing else. The store is
+        asked again without the annotation fallback: an outage raises (the pass fails and is retried)
+        rather than passing an admitted pod off as a never-admitted one."""
+        if uid and self.store.get_admission(uid) is not None:
+            return None  # written since: the next pass takes it as admitted
+        return record_from_spec(pod)
 
     def _already_tagged(self, planned: TagPlan) -> bool:
         """The ledger says this digest has its tag for the plan's scope: no need to queue it."""
         dry_run = self.settings.listener.dry_run
         return tagged_per_ledger(self.store, planned, dry_run=dry_run) is not None
+
+
+def record_from_spec(pod: Obj) -> AdmissionRecord | None:
+    """An admission record built from the pod's spec (each container's image as written), for backfill."""
+    metadata: dict[str, Any] = pod.get("metadata") or {}
+    spec: dict[str, Any] = pod.get("spec") or {}
+    uid, namespace, name = metadata.get("uid"), metadata.get("namespace"), metadata.get("name")
+    if not (isinstance(uid, str) and isinstance(namespace, str) and isinstance(name, str)):
+        return None
+    images: dict[str, dict[str, str]] = {}
+    for kind in CONTAINER_KINDS:
+        for c in spec.get(kind) or []:
+            if isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("image"), str):
+                images.setdefault(kind, {})[c["name"]] = c["image"]
+    node = spec.get("nodeName")
+    return AdmissionRecord(uid, namespace, name, images, node=node if isinstance(node, str) else None)
 
 
 def running_pulls(pod: Obj) -> Iterator[Pull]:

@@ -67,6 +67,7 @@ class TagJob:
     seen_keys: frozenset[str] = frozenset()
     attempt: int = 0
     store_failures: int = 0  # the store could not be asked (before any registry call): not an attempt
+    origin: str = ""  # "backfill": a never-admitted pod's running container; leads the ledger reason
 
     @staticmethod
     def merge(old: TagJob, new: TagJob) -> TagJob:
@@ -75,6 +76,7 @@ class TagJob:
         return replace(
             old,
             plan=new.plan if new.seen_keys and not old.seen_keys else old.plan,
+            origin=new.origin if new.seen_keys and not old.seen_keys else old.origin,
             seen_keys=old.seen_keys | new.seen_keys,
             attempt=max(old.attempt, new.attempt),
             store_failures=max(old.store_failures, new.store_failures),
@@ -102,8 +104,10 @@ class Tagger:
         *,
         client_factory: ClientFactory = default_client_factory,
         instance: str = "",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.clock = clock
         self.store = store
         self.kube = kube
         self.metrics = metrics
@@ -275,7 +279,9 @@ class Tagger:
 
     def _finish(self, key: str, job: TagJob, outcome: Outcome, reason: str, *, claimed: bool = True) -> None:
         plan_ = job.plan
-        self._record(plan_, outcome, reason)
+        self._record(
+            plan_, outcome, f"{job.origin}: {reason}" if job.origin and reason else job.origin or reason
+        )
         if outcome in ("created", "exists", "skipped", "dry-run"):
             self._remember_done(key)
         elif claimed:
@@ -304,7 +310,7 @@ class Tagger:
             pod=plan_.pod,
             node=plan_.node,
             pulled_at=plan_.pulled_at,
-            tagged_at=time.time(),
+            tagged_at=self.clock(),
             outcome=outcome,
             reason=reason,
             container=plan_.container,

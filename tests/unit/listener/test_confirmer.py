@@ -89,3 +89,19 @@ def test_an_opted_out_pod_is_filtered_and_handled() -> None:
     assert world.tag_jobs() == []
     assert _pulls(world, "filtered") == 1
     assert KEY in world.store.seen
+
+
+def test_a_confirmed_pull_tells_the_inventory_what_runs_where() -> None:
+    world = World(pods=[make_pod()])
+    world.store.put_admission(RECORD)
+    told: list[tuple[str, str, str]] = []
+    world.confirmer.on_confirmed = lambda image, digest, namespace: told.append((image, digest, namespace))
+    _handle(world)
+    assert told == [("docker.io/library/nginx", DIGEST, "prod")]
+    # a pull that does not count tells nothing
+    unadmitted = make_pod()
+    del unadmitted["metadata"]["annotations"]
+    world = World(pods=[unadmitted])
+    world.confirmer.on_confirmed = lambda image, digest, namespace: told.append((image, digest, namespace))
+    _handle(world)
+    assert len(told) == 1

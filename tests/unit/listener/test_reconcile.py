@@ -8,8 +8,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from listener.pulls import seen_key
 from listener.seen import LatestPulls
+from pulltag.store import StoreError
 
 from .factories import DIGEST, make_pod, make_pull
 from .work import World, entry, settings
@@ -103,3 +106,55 @@ def test_latest_pulls_keeps_the_newest_event_of_each_container_within_its_bound(
     latest.add(make_pull(container="c"))
     assert len(latest) == 2
     assert latest.of(started) == started
+
+
+# --- backfill ---------------------------------------------------------------------------------------------
+def _never_admitted(**changes: Any) -> dict[str, Any]:
+    body = _running_pod(**changes)
+    del body["metadata"]["annotations"]
+    return body
+
+
+def _backfill(on: bool) -> Any:
+    config = settings()
+    return replace(config, tagging=replace(config.tagging, backfill=on))
+
+
+def test_backfill_queues_a_never_admitted_running_container_from_its_status() -> None:
+    world = World(_backfill(True), pods=[_never_admitted()])
+    assert world.reconciler.run_once() == 1
+    (job,) = world.tag_jobs()
+    assert (job.plan.digest, job.origin) == (DIGEST, "backfill")
+    assert job.plan.tag == "deployed_prod_20261126-101535"  # the container's start
+    assert job.plan.image_name == "docker.io/library/nginx"
+
+
+def test_without_backfill_a_never_admitted_container_is_not_queued() -> None:
+    world = World(_backfill(False), pods=[_never_admitted()])
+    assert world.reconciler.run_once() == 0
+
+
+def test_an_admitted_pod_is_never_taken_as_backfill() -> None:
+    world = World(_backfill(True), pods=[_running_pod()])
+    world.reconciler.run_once()
+    assert [job.origin for job in world.tag_jobs()] == [""]
+
+
+def test_backfill_takes_the_digest_from_the_status_or_nothing() -> None:
+    # another repository in the imageID than the spec names, a bare local id, a container not running
+    for changes in (
+        {"imageID": f"docker.io/library/httpd@{DIGEST}"},
+        {"imageID": DIGEST},
+        {"state": {"waiting": {"reason": "ImagePullBackOff"}}},
+    ):
+        world = World(_backfill(True), pods=[_never_admitted(**changes)])
+        assert world.reconciler.run_once() == 0, changes
+
+
+def test_backfill_never_acts_on_a_store_it_could_not_ask() -> None:
+    # the store is down: an admitted pod whose annotation is gone must not pass for a never-admitted one
+    world = World(_backfill(True), pods=[_never_admitted()])
+    world.store.failing.add("get_admission")
+    with pytest.raises(StoreError):  # the pass fails (logged, tried again), nothing queued
+        world.reconciler.run_once()
+    assert world.tag_jobs() == []

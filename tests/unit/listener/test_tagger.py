@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from listener.tagger import TagJob
 
 from .factories import DIGEST, OTHER_DIGEST
@@ -113,3 +115,16 @@ def test_merge_lets_an_events_plan_win_over_a_catch_up_plan() -> None:
     assert TagJob.merge(event, catch_up).plan == tag_plan()
     later = job(tag_plan(tag="later"), seen=frozenset({"event-1/2"}))
     assert TagJob.merge(event, later).plan == tag_plan()  # two events: the first queued stays
+
+
+def test_a_backfilled_tag_says_so_in_the_ledger_and_takes_its_time_from_the_clock() -> None:
+    world = World()
+    world.tagger.clock = lambda: 1_234.5
+    world.tagger.handle(KEY, replace(job(), origin="backfill"))
+    (created,) = world.store.ledger
+    assert (created.outcome, created.reason, created.tagged_at) == ("created", "backfill", 1_234.5)
+    # a later outcome of a backfilled job keeps both the origin and the reason
+    other = World()
+    other.registry.tags[REPOSITORY] = {"deployed_before": DIGEST}
+    other.tagger.handle(KEY, replace(job(), origin="backfill"))
+    assert other.store.ledger[-1].reason.startswith("backfill: already tagged deployed_before")
