@@ -49,3 +49,17 @@ def test_bad_values_name_the_key_on_one_line(raw: dict[str, object], message: st
 def test_a_section_that_is_not_a_mapping_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"^config: retention: must be a mapping, got list$"):
         settings_from_dict({"retention": [1]}, env={})
+
+
+def test_the_readme_documents_the_retention_defaults() -> None:
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Configuration.*?```yaml\n(.*?)```", readme, re.S)
+    assert block is not None
+    documented = yaml.safe_load(block.group(1))["retention"]
+    assert documented == dataclasses.asdict(RetentionSettings())
