@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -74,6 +75,10 @@ class Authenticator:
         self.tokens = TokenCache()
         self.scheme: str | None = None  # None until challenged: "basic" or "bearer"
         self.challenge: Challenge | None = None
+        # Until one exchange has completed, requests go one at a time: workers starting together would
+        # each collect the same 401 and ask for the same token.
+        self._first_contact = threading.Lock()
+        self._contacted = False
 
     def send(
         self,
@@ -87,6 +92,26 @@ class Authenticator:
         data: bytes | None = None,
     ) -> requests.Response:
         """Send, answering the registry's challenges; any answer but 401 is returned as is."""
+        if not self._contacted:
+            with self._first_contact:
+                if not self._contacted:
+                    try:
+                        return self._send(method, url, repository, what, needs, headers, data)
+                    finally:
+                        # Even after a failure: an unreachable registry must not queue every worker here.
+                        self._contacted = True
+        return self._send(method, url, repository, what, needs, headers, data)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        repository: str,
+        what: str,
+        needs: frozenset[str],
+        headers: dict[str, str] | None,
+        data: bytes | None,
+    ) -> requests.Response:
         resource = repository_resource(repository) if repository else ""
         call = _Call(what, repository, resource, needs, self.client.credentials(repository))
         for _ in range(MAX_CHALLENGES):
@@ -143,7 +168,7 @@ class Authenticator:
         cached = self.tokens.get(key)
         wanted = challenged | wanted_actions(call.resource, call.needs) if call.resource else frozenset()
         if not sent_auth:
-            self._obtain(call.resource, wanted, call.creds, call.repository)
+            self._obtain_wanted(call.resource, wanted, challenged | call.needs, call.creds, call.repository)
         elif challenge.error == "insufficient_scope":
             if call.widened:
                 raise self._lacking(call, challenged, text, code)
@@ -180,6 +205,23 @@ class Authenticator:
         self.tokens.put(self._key(resource, creds), cached)
         return cached
 
+    def _obtain_wanted(
+        self,
+        resource: str,
+        wanted: frozenset[str],
+        needs: frozenset[str],
+        creds: Credentials | None,
+        repository: str,
+    ) -> CachedToken:
+        """A token for `wanted` (pull,push and more); a token server that refuses the whole request instead
+        of granting the subset the account holds is asked again for what this request `needs` alone."""
+        try:
+            return self._obtain(resource, wanted, creds, repository)
+        except (AuthenticationFailed, PermissionDenied):
+            if not resource or not needs or wanted <= needs:
+                raise
+            return self._obtain(resource, needs, creds, repository)
+
     def _headers(self, call: _Call) -> dict[str, str]:
         creds = call.creds
         if self.scheme == "basic":
@@ -191,13 +233,13 @@ class Authenticator:
         cached = self.tokens.get(self._key(call.resource, creds))
         if cached is None:
             # Known realm, new repository: ask for its token now instead of collecting a 401 first.
-            cached = self._obtain(
-                call.resource, wanted_actions(call.resource, call.needs), creds, call.repository
-            )
+            wanted = wanted_actions(call.resource, call.needs)
+            cached = self._obtain_wanted(call.resource, wanted, call.needs, creds, call.repository)
         elif not cached.fresh(time.monotonic()) or not call.needs <= cached.actions:
             # Expired, or asked without an action this request needs (delete): one token with both.
             wanted = cached.actions | wanted_actions(call.resource, call.needs)
-            cached = self._obtain(call.resource, wanted, creds, call.repository)
+            needed = cached.actions | call.needs
+            cached = self._obtain_wanted(call.resource, wanted, needed, creds, call.repository)
         return {"Authorization": f"Bearer {cached.token}"}
 
     # -- errors -------------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ class HarborClient(RegistryClient):
         raise self._failure(response, what, repository)
 
     def _tag_state(self, repository: str, tag: str, digest: str) -> DeleteOutcome | None:
-        """ "absent" or "moved" when the tag is not (or no longer) on `digest`; None when it is."""
+        """None while the tag is on `digest`; else "absent" (no such tag) or "moved" (on another one)."""
         holder = self._artifact(repository, tag, with_tag=False)
         if holder is None:
             return "absent"

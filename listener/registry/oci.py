@@ -4,6 +4,9 @@ Retagging never re-uploads anything: HEAD the tag (already on the digest: `Alrea
 `TagConflict`, never moved), GET the manifest by digest with every manifest media type accepted,
 check the body's digest, and PUT the identical bytes under the new tag with the same Content-Type.
 With a token already cached that is three requests per new tag.
+
+`tags_on` lists the tags and HEADs only the prefixed ones the client's `TagMemory` cannot place (never
+seen, or remembered on the asked digest), so its cost does not grow with the repository's history.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from listener.registry.base import (
 from listener.registry.credentials import Keyring
 from listener.registry.errors import DigestMismatch, NotFound, PermanentError, TagConflict, parse_errors
 from listener.registry.names import check_repository
+from listener.registry.tagmemory import TagMemory, tags_to_head
 from listener.registry.tokens import token_access
 from listener.registry.transport import RequestHook, RetryPolicy, Sleep
 from pulltag.config import RegistrySettings
@@ -105,6 +109,7 @@ class OciClient(RegistryClient):
         self.base_url = api_base_url(self.registry, self.settings.insecure)
         self.page_size = page_size
         self.auth = Authenticator(self)
+        self.tag_memory = TagMemory()
         self._refused_deletion_at: float | None = None
         self._refusal_lock = threading.Lock()
 
@@ -138,15 +143,18 @@ class OciClient(RegistryClient):
             headers={"Accept": ACCEPT_MANIFESTS},
         )
         if response.status_code == 404:
+            self.tag_memory.forget(repository, reference)
             return None
         if response.status_code != 200:
             raise self._failure(response, what, repository)
         digest = response.headers.get("Docker-Content-Digest", "")
-        if is_valid_digest(digest):
-            return digest
-        # Some registries omit the header on HEAD: hash the manifest itself.
-        body, _ = self._get_manifest(repository, reference)
-        return "sha256:" + hashlib.sha256(body).hexdigest()
+        if not is_valid_digest(digest):
+            # Some registries omit the header on HEAD: hash the manifest itself.
+            body, _ = self._get_manifest(repository, reference)
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if ":" not in reference:  # a tag (a digest reference says nothing about tags)
+            self.tag_memory.learn(repository, reference, digest)
+        return digest
 
     def _get_manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
         what = f"manifest download of {reference}"
@@ -242,8 +250,10 @@ class OciClient(RegistryClient):
         return ordered
 
     def _tags_on(self, repository: str, digest: str, prefix: str) -> list[str]:
-        candidates = [tag for tag in self.list_tags(repository) if tag.startswith(prefix)]
-        return [tag for tag in candidates if self._head_manifest(repository, tag) == digest]
+        listed = self.list_tags(repository)
+        self.tag_memory.retain(repository, listed)
+        to_head = tags_to_head(listed, prefix, digest, self.tag_memory.known(repository))
+        return [tag for tag in to_head if self._head_manifest(repository, tag) == digest]
 
     def _create_tag(self, repository: str, digest: str, tag: str) -> TagResult:
         existing = self._head_manifest(repository, tag)
@@ -282,11 +292,13 @@ class OciClient(RegistryClient):
             raise self._failure(response, what, repository)
         stored = response.headers.get("Docker-Content-Digest")
         if stored and stored != digest:
+            self.tag_memory.forget(repository, tag)
             raise DigestMismatch(
                 f"{self.registry}: tag {tag} in repository {repository} was stored as {stored}, not {digest}",
                 registry=self.registry,
                 repository=repository,
             )
+        self.tag_memory.learn(repository, tag, digest)
         return Created(repository=repository, tag=tag, digest=digest)
 
     def _delete_tag(self, repository: str, tag: str, digest: str) -> DeleteOutcome:
@@ -300,15 +312,17 @@ class OciClient(RegistryClient):
             return "absent"
         if current != digest:
             return "moved"
+        # OCI has no conditional DELETE: the tag could move between the HEAD and the DELETE. pulltag never
+        # moves its tags, so only a hand-made move in those milliseconds could be lost; Harbor's API, which
+        # names the digest, closes even that.
         what = f"deletion of tag {tag}"
         response = self._request(
             "DELETE", f"/v2/{repository}/manifests/{tag}", repository=repository, what=what, needs=DELETE
         )
         status = response.status_code
-        if status in (200, 202, 204):
-            return "released"
-        if status == 404:
-            return "absent"
+        if status in (200, 202, 204, 404):
+            self.tag_memory.forget(repository, tag)
+            return "released" if status != 404 else "absent"
         if refuses_tag_deletion(status, [code for code, _ in parse_errors(response)]):
             self._remember_refusal(status)
             return "unsupported"

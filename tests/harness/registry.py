@@ -136,6 +136,9 @@ class TokenServer:
         self.issuer = issuer
         self.expires_in = expires_in
         self.anonymous = TokenUser("", list(anonymous))
+        # Distribution's token spec grants the subset of the asked actions the account holds; with this on,
+        # the server models those that instead refuse (403) a request holding any action the account lacks.
+        self.refuses_partial = False
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.cert = self._self_signed_cert()
         self.cert_path = workdir / "token-root.pem"
@@ -219,6 +222,17 @@ class TokenServer:
             access.append({"type": "repository", "name": name, "actions": granted})
         return access
 
+    def lacks(self, user: TokenUser, scopes: list[str]) -> bool:
+        """Whether `user` lacks any action `scopes` ask for."""
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            allowed = user.allowed(name)
+            wanted = [a for a in actions.split(",") if a]
+            if kind == "repository" and name and "*" not in allowed and any(a not in allowed for a in wanted):
+                return True
+        return False
+
     def _record(self, record: TokenRequestRecord) -> None:
         with self._lock:
             self.log.append(record)
@@ -255,6 +269,10 @@ class TokenServer:
                 self, method: str, who: str | None, account: TokenUser, scopes: list[str], oauth: bool
             ) -> None:
                 access = server.grant(account, scopes)
+                if server.refuses_partial and server.lacks(account, scopes):
+                    server._record(TokenRequestRecord(method, who, scopes, [], 403))
+                    self._reply(403, {"errors": [{"code": "DENIED", "message": "requested access denied"}]})
+                    return
                 token = server.issue(who or "", access)
                 server._record(TokenRequestRecord(method, who, scopes, access, 200))
                 body: dict[str, Any] = {

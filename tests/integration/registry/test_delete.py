@@ -9,18 +9,24 @@ and left, a missing tag is "absent".
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from listener.registry import (
+    AuthenticationFailed,
+    InvalidName,
     PermissionDenied,
     RegistryClient,
     RetryPolicy,
     TransientError,
     registry_client,
 )
+from pulltag.config import RegistrySettings
 from tests.harness.harbor import FakeHarbor
 from tests.harness.procs import MissingBinary
 from tests.harness.registry import RegistryServer
@@ -126,6 +132,30 @@ def test_a_digest_is_never_accepted_as_the_tag(backend: Any) -> None:
     assert tags_of(backend, repo, digest) == ["v1"]
 
 
+@pytest.mark.parametrize(
+    ("repository", "tag", "digest"),
+    [
+        ("team/../admin", "deployed_a", None),
+        ("team/app?n=1", "deployed_a", None),
+        (None, "../x", None),
+        (None, "x/y", None),
+        (None, "x%2Fy", None),
+        (None, "x\r\nX-Injected: 1", None),
+        (None, "deployed_a", "sha256:../../x"),
+        (None, "deployed_a", "sha256:" + "a" * 63),
+    ],
+)
+def test_escaping_names_are_refused_before_anything_is_sent(
+    backend: Any, repository: str | None, tag: str, digest: str | None
+) -> None:
+    repo = backend.new_repository()
+    seeded = backend.seed_image(repo, "v1")
+    with client_for(backend) as client, pytest.raises(InvalidName) as caught:
+        client.delete_tag(repository or repo, tag, digest or seeded)
+    assert client.requests_sent == 0 and "nothing was sent" in str(caught.value)
+    assert tags_of(backend, repo, seeded) == ["v1"]
+
+
 # ---------------------------------------------------------------------------------------------------
 # distribution 2.8
 
@@ -225,6 +255,14 @@ def test_harbor_account_without_delete_permission(fake_harbor: FakeHarbor) -> No
     assert fake_harbor.tags_of(repo, digest) == ["deployed_a"]
 
 
+def test_harbor_anonymous_deletion_is_refused(fake_harbor: FakeHarbor) -> None:
+    repo = fake_harbor.new_repository()
+    digest = fake_harbor.add_artifact(repo, ["deployed_a"])
+    with client_for(fake_harbor, None) as client, pytest.raises(AuthenticationFailed):
+        client.delete_tag(repo, "deployed_a", digest)
+    assert fake_harbor.tags_of(repo, digest) == ["deployed_a"]
+
+
 def test_harbor_server_error_is_retried_then_transient(fake_harbor: FakeHarbor) -> None:
     repo = fake_harbor.new_repository()
     digest = fake_harbor.add_artifact(repo, ["deployed_a", "deployed_b"])
@@ -235,3 +273,121 @@ def test_harbor_server_error_is_retried_then_transient(fake_harbor: FakeHarbor) 
         with pytest.raises(TransientError):
             client.delete_tag(repo, "deployed_b", digest)
     assert fake_harbor.tags_of(repo, digest) == ["deployed_b"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# A registry that deletes tags by name (OCI Distribution 1.1: distribution 3, zot), as a small local server
+
+
+class TagDeletingServer:
+    """One repository `app` in memory: manifests by digest, tags -> digest. `DELETE manifests/<tag>`
+    removes the tag (202) or answers `refusal` (status, code); `DELETE manifests/<digest>` would remove the
+    manifest and every tag on it, as real registries do."""
+
+    def __init__(self, refusal: tuple[int, str] | None = None) -> None:
+        self.refusal = refusal
+        self.manifests = {D1: b"{}", D2: b"{ }"}
+        self.tags = {"v1": D1, "deployed_a": D1, "deployed_b": D1, "v2": D2}
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _reference(self) -> str:
+                return self.path.removeprefix("/v2/app/manifests/")
+
+            def do_HEAD(self) -> None:
+                with server.lock:
+                    reference = self._reference()
+                    digest = reference if reference in server.manifests else server.tags.get(reference)
+                if digest is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Docker-Content-Digest", digest)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_DELETE(self) -> None:
+                with server.lock:
+                    reference = self._reference()
+                    if reference in server.manifests:  # by digest: the image and every tag on it
+                        del server.manifests[reference]
+                        server.tags = {t: d for t, d in server.tags.items() if d != reference}
+                        self._reply(202)
+                        return
+                    if server.refusal is not None:
+                        status, code = server.refusal
+                        body = json.dumps({"errors": [{"code": code, "message": "no"}]}).encode()
+                        self._reply(status, body, {"Content-Type": "application/json"})
+                        return
+                    if server.tags.pop(reference, None) is None:
+                        self._reply(404)
+                        return
+                    self._reply(202)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def settings(self) -> RegistrySettings:
+        return RegistrySettings(host=f"127.0.0.1:{self.server.server_address[1]}", insecure=True)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+@pytest.fixture
+def tag_deleting() -> Iterator[TagDeletingServer]:
+    server = TagDeletingServer()
+    yield server
+    server.stop()
+
+
+def test_an_oci_registry_that_deletes_tags_releases_only_the_tag(tag_deleting: TagDeletingServer) -> None:
+    with registry_client(tag_deleting.settings(), retry=FAST) as client:
+        assert client.delete_tag("app", "deployed_a", D1) == "released"
+        assert client.delete_tag("app", "deployed_a", D1) == "absent"
+        assert client.delete_tag("app", "v2", D1) == "moved"
+    assert tag_deleting.tags == {"v1": D1, "deployed_b": D1, "v2": D2}
+    assert set(tag_deleting.manifests) == {D1, D2}
+
+
+@pytest.mark.parametrize("refusal", [(405, "UNSUPPORTED"), (400, "DIGEST_INVALID")])
+def test_a_refusal_never_falls_back_to_deleting_by_digest(refusal: tuple[int, str]) -> None:
+    server = TagDeletingServer(refusal)
+    try:
+        with registry_client(server.settings(), retry=FAST) as client:
+            assert client.delete_tag("app", "deployed_a", D1) == "unsupported"
+        assert set(server.manifests) == {D1, D2}
+        assert server.tags == {"v1": D1, "deployed_a": D1, "deployed_b": D1, "v2": D2}
+    finally:
+        server.stop()
+
+
+def test_any_other_refusal_is_a_typed_error_and_deletes_nothing() -> None:
+    server = TagDeletingServer((403, "DENIED"))
+    try:
+        with registry_client(server.settings(), retry=FAST) as client, pytest.raises(PermissionDenied):
+            client.delete_tag("app", "deployed_a", D1)
+        assert set(server.manifests) == {D1, D2} and server.tags["deployed_a"] == D1
+    finally:
+        server.stop()
