@@ -2,11 +2,12 @@
 the ratio. `make bench` runs this; BENCHMARKS.md holds a recorded run.
 
 Each benchmark runs as its own process (bench/store.py, bench/registry.py, bench/webhook.py,
-bench/listener.py, bench/rollout.py) and ends with one JSON line, which is what this script reads; their
-human-readable output goes to stderr here as it comes, so a long run shows progress. The header states
-the machine's speed (bench/machine.py: json.loads of a fixed event and a fixed pure-Python loop, per
-second), so runs from different days can be read side by side. Each benchmark dies with this script
-(parent-death signal), and its servers die with it in turn (tests/harness/procs.py).
+bench/listener.py, bench/rollout.py, bench/inventory.py) and ends with one JSON line, which is what
+this script reads; their human-readable output goes to stderr here as it comes, so a long run shows
+progress. The header states the machine's speed (bench/machine.py: json.loads of a fixed event and a
+fixed pure-Python loop, per second), so runs from different days can be read side by side. Each
+benchmark dies with this script (parent-death signal), and its servers die with it in turn
+(tests/harness/procs.py).
 
     .venv/bin/python bench/report.py [--quick] [--only store,registry,...] [--hog]
 """
@@ -56,8 +57,14 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
         ["-P", "bench/rollout.py", "--pods", "2000", "--images", "50"],
         ["-P", "bench/rollout.py", "--pods", "200", "--images", "10"],
     ),
+    (
+        "inventory",
+        ["-P", "bench/inventory.py", "--pods", "20000"],
+        ["-P", "bench/inventory.py", "--pods", "5000"],
+    ),
 ]
-JSON_FLAG = {"store", "registry", "listener", "rollout"}  # webhook.py always ends with its JSON line
+# webhook.py always ends with its JSON line
+JSON_FLAG = {"store", "registry", "listener", "rollout", "inventory"}
 
 
 def run(name: str, argv: list[str]) -> tuple[dict[str, Any], float]:
@@ -158,12 +165,22 @@ def rows_rollout(r: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def rows_inventory(r: dict[str, Any]) -> list[Row]:
+    return [
+        ("inventory", f"pass peak RSS MB, {r['pods']:,} running pods", r["peak_big_mb"],
+         f"MB, {r['small']:,} pods", r["peak_small_mb"], _ratio(r["peak_big_mb"], r["peak_small_mb"])),
+        ("inventory", f"pass s, {r['pods']:,} pods", r["pass_s"], "bare paginated LIST s", r["bare_list_s"],
+         r["ratio_pass_vs_list"]),
+    ]  # fmt: skip
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "store": rows_store,
     "registry": rows_registry,
     "webhook": rows_webhook,
     "listener": rows_listener,
     "rollout": rows_rollout,
+    "inventory": rows_inventory,
 }
 
 

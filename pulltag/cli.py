@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     p.set_defaults(handler=cmd_history)
 
+    p = sub.add_parser("inventory", help="digests running now, and the tags that protect them")
+    _common(p)
+    p.add_argument("--namespace", default=None, help="only this namespace")
+    p.add_argument("--image", default=None, help="only this image (any reference form; a digest narrows it)")
+    p.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    p.set_defaults(handler=cmd_inventory)
+
     p = sub.add_parser("tag", help="create TAG on the digest of IMAGE_REF through the configured registry")
     _common(p)
     p.add_argument("image", metavar="IMAGE_REF", help="image reference (tag or digest)")
@@ -227,6 +234,46 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     header = ["TAGGED (UTC)", "OUTCOME", "NAMESPACE", "POD", "IMAGE", "TAG", "REASON"]
     print(_table(rows, header) if rows else "no tag history")
     return 0
+
+
+def cmd_inventory(args: argparse.Namespace, settings: Settings) -> int:
+    from pulltag import inventory_report as report
+
+    wanted = _image_filter("inventory", args.image)
+    if wanted is None:
+        return EXIT_CONFIG
+    store = open_existing_store(settings)
+    try:
+        last = store.last_inventory_pass()
+        found = store.inventory(image=wanted[0], digest=wanted[1], namespace=args.namespace)
+        rows = report.group(
+            report.running_now(found, last), lambda i, d: store.query_ledger(image=i, digest=d, limit=10_000)
+        )
+    finally:
+        store.close()
+    if args.json:
+        print("[" + ",\n ".join(json.dumps(report.as_json(row), sort_keys=True) for row in rows) + "]")
+    elif last is None:
+        print("no complete inventory pass yet (the listener's leader makes one every inventory interval)")
+    else:
+        print(f"running at the last complete inventory pass ({_when(last.started_at)} UTC)")
+        print(_table([report.as_cells(r, _when) for r in rows], report.HEADER) if rows else "nothing running")
+    return 0
+
+
+def _image_filter(command: str, text: str | None) -> tuple[str | None, str | None] | None:
+    """(registry/repository, digest) of `--image` (both None without it); None after printing why the
+    reference is refused."""
+    from pulltag.images import InvalidReference, parse_reference
+
+    if not text:
+        return None, None
+    try:
+        ref = parse_reference(text)
+    except InvalidReference as exc:
+        print(f"pulltag {command}: --image: {exc}", file=sys.stderr)
+        return None
+    return f"{ref.registry}/{ref.repository}", ref.digest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
