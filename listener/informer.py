@@ -95,6 +95,7 @@ class Informer(Generic[T]):
         self.synced = threading.Event()  # set after the first complete LIST
         self.lists = 0
         self.last_activity = time.monotonic()  # last healthy list/watch activity
+        metrics.track_watch(lambda: self.last_activity)
         self._stop = threading.Event()
         self._stream: WatchStream | None = None
         self._stream_lock = threading.Lock()

@@ -201,6 +201,8 @@ class Listener:
         self._lock = threading.Lock()
         self.metrics.queue_depth.set_function(self._queue_depth)
         self.metrics.inventory_age_seconds.set_function(self._inventory_age)
+        self.metrics.leader.set_function(lambda: 0.0 if self.standby else 1.0)
+        self.metrics.track_store(store.ping)
 
     @property
     def current(self) -> _Run | None:

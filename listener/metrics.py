@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -9,6 +13,10 @@ __all__ = ["CONTENT_TYPE_LATEST", "ListenerMetrics"]
 
 INVENTORY_OUTCOMES = ("complete", "list_error", "store_error", "stopped")
 PULL_OUTCOMES = ("confirmed", "unadmitted", "mismatch", "no_digest", "invalid", "filtered", "not_kubelet")
+# The informer's restart causes (listener/informer.py), present from the start like the pull outcomes.
+WATCH_RESTART_CAUSES = (
+    "closed", "gone", "stalled", "connection", "unreachable", "throttled", "http_error", "decode", "error",
+)  # fmt: skip
 
 
 class ListenerMetrics:
@@ -67,8 +75,43 @@ class ListenerMetrics:
         )
         for outcome in INVENTORY_OUTCOMES:
             self.inventory_passes.labels(outcome)
+        self.leader = Gauge(
+            "pulltag_leader", "1 while this replica holds the Lease and runs the pipeline, else 0", registry=r
+        )
+        self.store_up = Gauge(
+            "pulltag_store_up", "1 when the store answered a ping during this scrape, else 0", registry=r
+        )
+        self.watch_last_activity = Gauge(
+            "pulltag_watch_last_activity_timestamp_seconds",
+            "When the watch last listed, opened a stream or received an event or bookmark (Unix time)",
+            registry=r,
+        )
         for outcome in PULL_OUTCOMES:
             self.pulls.labels(outcome)  # present from the start, so rate() works from the first scrape
+        for cause in WATCH_RESTART_CAUSES:
+            self.watch_restarts.labels(cause)
+
+    def track_watch(self, last_activity: Callable[[], float]) -> None:
+        """Show `last_activity()` (a time.monotonic() reading) as wall-clock time, read at each scrape, so
+        the watch thread pays nothing per event."""
+        self.watch_last_activity.set_function(lambda: time.time() - (time.monotonic() - last_activity()))
+
+    def track_store(self, ping: Callable[[], object], timeout: float = 5.0) -> None:
+        """Ping the store at each scrape: `pulltag_store_up` is 0 when it raises or takes over `timeout`.
+
+        The pings run on one thread of their own: the health server answers each request on a new thread,
+        and the SQLite store opens a connection per thread that lives as long as the store.
+        """
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-ping")
+
+        def up() -> float:
+            try:
+                executor.submit(ping).result(timeout)
+            except Exception:  # any failure to answer is "down"; a scrape must never fail on it
+                return 0.0
+            return 1.0
+
+        self.store_up.set_function(up)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

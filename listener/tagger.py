@@ -279,9 +279,7 @@ class Tagger:
 
     def _finish(self, key: str, job: TagJob, outcome: Outcome, reason: str, *, claimed: bool = True) -> None:
         plan_ = job.plan
-        self._record(
-            plan_, outcome, f"{job.origin}: {reason}" if job.origin and reason else job.origin or reason
-        )
+        self._record(plan_, outcome, ": ".join(filter(None, (job.origin, reason))))
         if outcome in ("created", "exists", "skipped", "dry-run"):
             self._remember_done(key)
         elif claimed:

@@ -57,6 +57,8 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line in one table-like function: longer than most, on purpose, so that every
+    subcommand and option can be read in one place (each line only declares an argument)."""
     parser = argparse.ArgumentParser(
         prog="pulltag",
         description="Tag container images in their registry once Kubernetes has really pulled them.",

@@ -9,13 +9,16 @@ the fake Kubernetes API server with its simulated kubelet, and the embedded SQLi
 from __future__ import annotations
 
 import argparse
+import signal
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from tests.harness import world as world_module
+from tests.harness.procs import die_with_my_parent
 
 
 def _say(text: str = "") -> None:
@@ -30,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--keep", action="store_true", help="leave everything running and say how to look around"
     )
     args = parser.parse_args(argv)
+    # Killed, or the command that started us killed (make cannot pass a SIGKILL on): stop the world on
+    # the way out. Its servers die with this process in any case (tests/harness/procs.py).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    die_with_my_parent(signal.SIGTERM)
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="pulltag-demo-"))
     _say("pulltag demo: starting a fake cluster, a real registry, the webhook and the listener ...")
@@ -43,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         world.stop()
     return 0
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _tell(world: Any) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from webhook.tls import CertificateDates
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -41,6 +43,7 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.store_errors.labels("put_admission")  # present from the start, so rate() works at once
 
     def render(self) -> bytes:
         if os.environ.get(MULTIPROC_ENV):
@@ -48,6 +51,41 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))
+
+
+class CertificateMetrics:
+    """The expiry of the served certificate and of its CA, written by the TLS reloader (`record`).
+
+    The reloader runs in the gunicorn master (the first load) and in every worker (each reloads on its own
+    after a rotation). `livemostrecent` shows the value written last by a live process, so the gauges follow
+    the newest load and ignore dead workers. Each gauge is created at its first value: in multiprocess mode
+    a gauge exists (as 0) from its creation, and a CA expiry of 0 would read as "expired". Create this after
+    PROMETHEUS_MULTIPROC_DIR is set.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._gauges: dict[str, Gauge] = {}
+
+    def _set(self, name: str, documentation: str, value: float) -> None:
+        gauge = self._gauges.get(name)
+        if gauge is None:
+            gauge = Gauge(name, documentation, registry=self.registry, multiprocess_mode="livemostrecent")
+            self._gauges[name] = gauge
+        gauge.set(value)
+
+    def record(self, dates: CertificateDates) -> None:
+        self._set(
+            "pulltag_webhook_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time).",
+            dates.certificate_not_after,
+        )
+        if dates.ca_not_after is not None:
+            self._set(
+                "pulltag_webhook_ca_expiry_timestamp_seconds",
+                "When the CA that signed the serving certificate in use expires (Unix time).",
+                dates.ca_not_after,
+            )
 
 
 def mark_process_dead(pid: int) -> None:

@@ -112,7 +112,11 @@ def prepare_multiprocess_metrics() -> str:
 
 def serve(options: ServeOptions, load_app: Callable[[], WSGIApp]) -> int:
     """Serve the app returned by `load_app` (called in each worker after the fork) until stopped."""
-    reloader = CertReloader(options.certfile, options.keyfile, options.cert_reload_seconds)
+    from webhook.metrics import CertificateMetrics  # after PROMETHEUS_MULTIPROC_DIR is set (see run)
+
+    reloader = CertReloader(
+        options.certfile, options.keyfile, options.cert_reload_seconds, on_load=CertificateMetrics().record
+    )
     log.info("serving on https://%s (workers=%d threads=%d)", options.bind, options.workers, options.threads)
     _Application(options, load_app, reloader).run()
     return 0

@@ -7,6 +7,9 @@ fresh context and swaps it in. Connections already established keep their contex
 new one. A kubelet-mounted Secret is replaced by an atomic symlink swap (`..data`), which os.stat()
 follows; an in-place rewrite is caught by size/mtime. If the new pair does not load (a half-written
 file, a key that does not match yet), the old context stays in use and the next check retries.
+
+Each time a pair is loaded, `on_load` gets the expiry dates of what is now served (see `certificate_dates`):
+the metrics follow the certificate actually in use, not the files on disk.
 """
 
 from __future__ import annotations
@@ -16,15 +19,75 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 log = logging.getLogger(__name__)
 
 _FileId = tuple[int, int, int, int]
+_NO_FILE: _FileId = (0, 0, 0, 0)
 
 
 def _file_id(path: str) -> _FileId:
     st = os.stat(path)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _optional_file_id(path: str) -> _FileId:
+    try:
+        return _file_id(path)
+    except FileNotFoundError:
+        return _NO_FILE
+
+
+@dataclass(frozen=True)
+class CertificateDates:
+    """When the served certificate and the CA that signed it expire (Unix seconds; CA None if unknown)."""
+
+    certificate_not_after: float
+    ca_not_after: float | None
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def certificate_dates(cert_pem: bytes, ca_pem: bytes | None) -> CertificateDates:
+    """The expiry of the leaf (first certificate of `cert_pem`) and of its issuer.
+
+    The issuer is looked up in the rest of the chain, then in `ca_pem` (the Secret's `ca.crt`, which may
+    hold several CAs while a new one is rolled in): the CA whose signature the leaf carries is the one that
+    matters, so an old and a new CA with the same name are told apart by the signature. Raises ValueError
+    when `cert_pem` holds no certificate.
+    """
+    chain = x509.load_pem_x509_certificates(cert_pem)
+    leaf, candidates = chain[0], chain[1:]
+    if ca_pem:
+        try:
+            candidates += x509.load_pem_x509_certificates(ca_pem)
+        except ValueError:
+            log.warning("the CA file holds no PEM certificate; the CA expiry is not known")
+    issuer = next((c for c in candidates if _signed_by(leaf, c)), None)
+    return CertificateDates(
+        leaf.not_valid_after_utc.timestamp(),
+        issuer.not_valid_after_utc.timestamp() if issuer is not None else None,
+    )
+
+
+def default_cafile(certfile: str) -> str:
+    """`ca.crt` next to the certificate: where a kubernetes.io/tls Secret (cert-manager's, `pulltag certs`'s)
+    mounts the CA."""
+    return str(Path(certfile).with_name("ca.crt"))
 
 
 def build_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -36,17 +99,41 @@ def build_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 
 
 class CertReloader:
-    def __init__(self, certfile: str, keyfile: str, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        certfile: str,
+        keyfile: str,
+        interval: float = 10.0,
+        *,
+        cafile: str | None = None,
+        on_load: Callable[[CertificateDates], None] | None = None,
+    ) -> None:
         self.certfile = certfile
         self.keyfile = keyfile
+        self.cafile = cafile if cafile is not None else default_cafile(certfile)
         self.interval = interval
+        self._on_load = on_load
         self._lock = threading.Lock()
         self._ids = self._identity()
         self._context = build_context(certfile, keyfile)
+        self._report()
         self._next_check = time.monotonic() + interval
 
-    def _identity(self) -> tuple[_FileId, _FileId]:
-        return (_file_id(self.certfile), _file_id(self.keyfile))
+    def _identity(self) -> tuple[_FileId, _FileId, _FileId]:
+        # ca.crt is optional; a change of it alone (a CA rolled in) also refreshes the reported dates.
+        return (_file_id(self.certfile), _file_id(self.keyfile), _optional_file_id(self.cafile))
+
+    def _report(self) -> None:
+        if self._on_load is None:
+            return
+        try:
+            ca_pem = Path(self.cafile).read_bytes() if os.path.exists(self.cafile) else None
+            dates = certificate_dates(Path(self.certfile).read_bytes(), ca_pem)
+        except (OSError, ValueError) as exc:
+            # Serving goes on; the dates are refreshed at the next change of the files.
+            log.warning("cannot read the expiry dates of the TLS certificate: %s", exc)
+            return
+        self._on_load(dates)
 
     def context(self) -> ssl.SSLContext:
         if time.monotonic() >= self._next_check:
@@ -76,6 +163,7 @@ class CertReloader:
                 return
             self._context = context
             self._ids = ids
+            self._report()
             log.info("TLS certificate reloaded from %s", self.certfile)
         finally:
             self._lock.release()

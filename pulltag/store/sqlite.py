@@ -128,7 +128,11 @@ class SQLiteStore(SQLiteInventory, Store):
         self._local = threading.local()
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []  # this process's, for close()
+        # This process's connections by the thread that opened them, for close(). A dead thread's is
+        # closed when the next one opens: the listener's health server answers each probe on a new
+        # thread, and keeping them all leaked a connection per probe. Strong references on purpose: a
+        # fork must find every connection here (see _after_fork), none closed by the garbage collector.
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._next_purge = 0.0
         self._init_schema()
 
@@ -144,7 +148,12 @@ class SQLiteStore(SQLiteInventory, Store):
             conn = self._connect()
             self._local.conn = conn
             with self._lock:
-                self._connections.append(conn)
+                dead = [t for t in self._connections if not t.is_alive()]
+                closing = [self._connections.pop(t) for t in dead]
+                self._connections[threading.current_thread()] = conn
+            for old in closing:
+                with contextlib.suppress(sqlite3.Error):
+                    old.close()
         return conn
 
     def _after_fork(self) -> None:
@@ -152,8 +161,8 @@ class SQLiteStore(SQLiteInventory, Store):
             if os.getpid() == self._pid:
                 return
             log.debug("pid changed (fork): dropping %d inherited SQLite connections", len(self._connections))
-            _ABANDONED.extend(self._connections)
-            self._connections = []
+            _ABANDONED.extend(self._connections.values())
+            self._connections = {}
             self._local = threading.local()
             self._lock = threading.Lock()  # the parent's may have been held at fork time
             self._pid = os.getpid()
@@ -393,7 +402,7 @@ class SQLiteStore(SQLiteInventory, Store):
         with self._lock:
             if os.getpid() != self._pid:
                 return  # inherited connections are the parent's; see _after_fork
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections.values()), {}
             self._local = threading.local()
         for conn in connections:
             with contextlib.suppress(sqlite3.Error):

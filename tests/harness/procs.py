@@ -50,6 +50,17 @@ def die_with_parent(parent: int, sig: int) -> Callable[[], None]:
     return preexec
 
 
+def die_with_my_parent(sig: int = signal.SIGTERM) -> None:
+    """This process gets `sig` when its parent dies (e.g. `make demo` killed: make cannot pass a SIGKILL
+    on, so the demo would otherwise run on, with its world, after the command that started it is gone).
+    """
+    parent = os.getppid()
+    if _LIBC.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)
+
+
 class _Spawner:
     """Runs every Popen on one daemon thread that lives as long as the process (see the module doc).
 

@@ -59,9 +59,7 @@ def _plan(settings_path: Path, image: str) -> TagPlan:
     settings = load_settings(str(settings_path))
     ref = parse_reference(image)
     pull = make_pull(image=image)
-    confirmed = Confirmed(
-        pull=pull, image=ref, digest=DIGEST, repository=ref.repository, registry=ref.registry
-    )
+    confirmed = Confirmed(pull=pull, digest=DIGEST, repository=ref.repository, registry=ref.registry)
     result = plan(confirmed, settings)
     assert isinstance(result, TagPlan), result
     return result
@@ -119,9 +117,9 @@ def test_every_alias_form_is_one_registry(
 
     # history lookup, through the command
     assert main(["history", "--config", str(config), "--image", typed, "--json"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [json.loads(line)["image"] for line in lines] == [canonical]
-    assert [json.loads(line)["tag"] for line in lines] == [planned.tag]
+    entries = json.loads(capsys.readouterr().out)
+    assert [entry["image"] for entry in entries] == [canonical]
+    assert [entry["tag"] for entry in entries] == [planned.tag]
 
 
 @pytest.mark.parametrize(

@@ -59,18 +59,21 @@ def test_expired_rows_are_deleted_lazily_by_a_writer(tmp_path: Path) -> None:
 
 def test_one_connection_per_thread(tmp_path: Path) -> None:
     store = SQLiteStore(f"sqlite:///{tmp_path}/pulltag.db")
-    seen: list[int] = []
+    seen: list[sqlite3.Connection] = []
+    # All four alive at once: a finished thread's connection is closed and may be replaced.
+    together = threading.Barrier(4)
 
     def work() -> None:
-        seen.append(id(store._conn()))
+        seen.append(store._conn())
         store.claim(f"k{threading.get_ident()}", 60)
+        together.wait(timeout=30)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(set(seen)) == 4
+    assert len({id(conn) for conn in seen}) == 4
     store.close()
 
 
@@ -86,3 +89,33 @@ def test_ledger_count_stays_exact_under_the_bound(tmp_path: Path) -> None:
     assert conn.execute("SELECT n FROM ledger_count").fetchone()[0] == 10
     conn.close()
     store.close()
+
+
+def _open_files_under(directory: Path) -> int:
+    """File descriptors of this process open on files in `directory` (the database, its WAL)."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if Path(fd.readlink()).parent == directory:
+                count += 1
+        except OSError:
+            continue  # closed while we looked
+    return count
+
+
+def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
+    """One short-lived thread per call (as the listener's health server answers each probe) must not
+    leave one open connection per thread behind (found by the observability work: a file-descriptor
+    leak in the single-pod install)."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'pulltag.db'}")
+    store.ping()
+    per_connection = _open_files_under(tmp_path)
+    assert per_connection >= 1
+    for _ in range(40):
+        thread = threading.Thread(target=store.ping)
+        thread.start()
+        thread.join()
+    # This thread's connection, and the last thread's until the next one opens: never one per thread.
+    assert _open_files_under(tmp_path) <= 2 * per_connection
+    store.close()
+    assert _open_files_under(tmp_path) == 0

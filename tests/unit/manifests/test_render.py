@@ -33,6 +33,7 @@ COMMON = {
     ("ClusterRoleBinding", "pulltag-listener"),
     ("ConfigMap", "pulltag-config"),
     ("Service", "pulltag-webhook"),
+    ("Service", "pulltag-listener-metrics"),
     ("NetworkPolicy", "pulltag-default-deny-ingress"),
     ("MutatingWebhookConfiguration", MUTATING),
     ("ValidatingWebhookConfiguration", VALIDATING),
@@ -180,7 +181,9 @@ def test_script_certificate_reaches_secret_and_cabundles(
     assert rendered.ca_pem is not None
     secret = rendered.get("Secret", "pulltag-webhook-tls")
     assert secret["type"] == "kubernetes.io/tls"
-    assert set(secret["data"]) == {"tls.crt", "tls.key"}
+    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    # ca.crt: the webhook reports its CA's expiry from it; the ServiceMonitor checks the webhook against it
+    assert base64.b64decode(secret["data"]["ca.crt"]) == rendered.ca_pem
     assert base64.b64decode(secret["data"]["tls.crt"]).startswith(b"-----BEGIN CERTIFICATE-----")
     assert b"PRIVATE KEY-----" in base64.b64decode(secret["data"]["tls.key"])
     expected = base64.b64encode(rendered.ca_pem).decode("ascii")
