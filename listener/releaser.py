@@ -176,6 +176,8 @@ class Releaser:
             return report
         try:
             for decision in decisions:
+                if self._stop.is_set():  # leadership lost or shutting down: the next leader finishes
+                    raise _Stop("stopped", "the listener is stopping")
                 if decision.action == "release":
                     self._release(decision, report)
         except _Stop as stop:

@@ -271,3 +271,12 @@ def test_the_refreshed_inventory_is_the_one_decided_on() -> None:
 
     world.releaser(refresh=refresh).run_once()
     assert world.outcomes() == [("released", TAG_B)]
+
+
+def test_a_stopping_releaser_deletes_nothing_more() -> None:
+    world = World()
+    releaser = world.releaser()
+    releaser.stop()  # never started: stopping only marks it, as a lost Lease does mid-pass
+    report = releaser.run_once()
+    assert report.outcome == "stopped"
+    assert world.registry.calls == []
