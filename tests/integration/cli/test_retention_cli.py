@@ -100,6 +100,12 @@ def test_apply_deletes_through_harbor(tmp_path: Path, fake_harbor: FakeHarbor) -
     assert ledger_outcomes(tmp_path) == [("released", OLD_TAG)]
     again = pulltag("retention", "apply", "--config", str(config))
     assert again.returncode == 0 and ledger_outcomes(tmp_path) == [("released", OLD_TAG)]
+    history = pulltag("history", "--json", "--config", str(config))
+    assert history.returncode == 0, history.stderr
+    newest = json.loads(history.stdout)[0]
+    assert (newest["outcome"], newest["tag"]) == ("released", OLD_TAG)
+    table = pulltag("history", "--config", str(config))
+    assert table.stdout.splitlines()[1].split()[2] == "released"
 
 
 def test_apply_keeps_an_immutable_tag(tmp_path: Path, fake_harbor: FakeHarbor) -> None:
