@@ -40,7 +40,6 @@ ALERTS = ROOT / "observability" / "alerts.yaml"
 # Panels on metrics that do not exist yet: they come with the lifecycle work (issue 13), so their queries
 # may return nothing here. Nothing else may.
 NOT_YET = {
-    "pulltag_inventory_digests": "issue 13 (inventory) adds this gauge",
     "pulltag_tags_released_total": "issue 13 (release of stale tags) adds this counter",
 }
 # Grafana's own variables, as Grafana would fill them in for a short time range.
