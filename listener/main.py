@@ -27,6 +27,7 @@ from listener.leader import ElectionTiming, LeaseElector
 from listener.metrics import ListenerMetrics
 from listener.pulls import NotAPull, Pull, parse_pull, seen_key
 from listener.reconcile import Reconciler
+from listener.releaser import Releaser
 from listener.seen import LatestPulls, SeenMarks
 from listener.tagger import ClientFactory, Tagger, default_client_factory
 from pulltag.config import Settings
@@ -91,6 +92,7 @@ class _Run:
         if settings.listener.catch_up:
             retry = settings.listener.failed_retry_seconds
             self.tagger.on_gave_up = lambda: self.reconciler.request_pass(retry)
+        self.releaser = _releaser(owner, self.inventory)
         self._stop = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
 
@@ -102,11 +104,15 @@ class _Run:
         self.inventory.start()
         if self.owner.settings.listener.catch_up:
             self.reconciler.start()
+        if self.releaser is not None:
+            self.releaser.start()
 
     def stop(self, grace: float) -> None:
         deadline = time.monotonic() + grace
         self.informer.stop()
         self.reconciler.stop()
+        if self.releaser is not None:
+            self.releaser.stop()
         self.inventory.stop()
         self._stop.set()
         self._dispatcher.join(2.0)
@@ -160,6 +166,14 @@ class _Run:
             if self.seen.is_seen(seen_key(item)):
                 continue
             self.confirmer.submit(item)
+
+
+def _releaser(owner: Listener, inventory: Inventory) -> Releaser | None:
+    """The release pass when retention is on; built per term, so only the leader runs passes. Each pass
+    first lists the pods again (`refresh`): one that does not complete releases nothing."""
+    if not owner.settings.retention.enabled:
+        return None
+    return Releaser(owner.settings, owner.store, owner.metrics, clock=owner.clock, refresh=inventory.run_once)
 
 
 class Listener:

@@ -17,8 +17,23 @@ from typing import Any, Literal, cast
 from pulltag.images import canonical_image_name
 from pulltag.logs import redact_url
 
-Outcome = Literal["created", "exists", "skipped", "failed", "dry-run"]
-OUTCOMES: tuple[Outcome, ...] = ("created", "exists", "skipped", "failed", "dry-run")
+# The last four are release outcomes (retention): "released" the tag was deleted (or found gone),
+# "unsupported" the registry refuses tag deletion, "moved" the tag points at another digest now (left
+# alone), "immutable" the registry protects the tag (kept).
+Outcome = Literal[
+    "created", "exists", "skipped", "failed", "dry-run", "released", "unsupported", "moved", "immutable"
+]
+OUTCOMES: tuple[Outcome, ...] = (
+    "created",
+    "exists",
+    "skipped",
+    "failed",
+    "dry-run",
+    "released",
+    "unsupported",
+    "moved",
+    "immutable",
+)
 
 
 class StoreError(Exception):

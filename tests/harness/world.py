@@ -93,6 +93,7 @@ class World:
     with_harbor: bool = True
     tagging: dict[str, Any] = field(default_factory=dict)
     listener_config: dict[str, Any] = field(default_factory=dict)
+    retention: dict[str, Any] = field(default_factory=dict)  # the `retention:` section, when given
     start_listener: bool = True
     start_kubelet: bool = True
     image_id_delay: float = 0.0
@@ -198,6 +199,8 @@ class World:
             "registries": registries,
             "listener": {"imageid_wait_seconds": 20, **self.listener_config},
         }
+        if self.retention:
+            config["retention"] = dict(self.retention)
         return config
 
     @staticmethod
