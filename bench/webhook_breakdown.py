@@ -1,16 +1,22 @@
-"""Where a /validate request's time goes inside the app: the real Flask app, decision, recorder and SQLite
-store, called as WSGI in one process without gunicorn or TLS (those are the anchor's cost too, measured
-by bench/webhook.py as server CPU per request). Bench-only timing wrappers, nothing in the product.
+"""Where a /validate request's time goes inside the app: the real app (`create_app`: the admission routes in
+front of Flask), decision, recorder and SQLite store, called as WSGI in one process without gunicorn or
+TLS (those are the anchor's cost too, measured by bench/webhook.py as server CPU per request). Bench-only
+timing wrappers, nothing in the product.
 
 Per request, wall time and the CPU time of the thread doing the work (`time.thread_time`):
 
-- `app`: the whole WSGI call (Flask dispatch, JSON decode, decision, record, metrics, JSON encode);
+- `app`: the whole WSGI call (dispatch, JSON decode, decision, record, metrics, JSON encode);
 - `put_admission`: the request thread's part of the record (hand to the writer, wait for its answer);
 - `writer`: the writer thread's `Store.put_admissions` for that request's batch (the SQLite transaction);
 - `direct`: the same requests with the record written by the request thread itself (no writer thread):
-  what the hand-off costs is `app` minus `direct`.
+  what the hand-off costs is `app` minus `direct`;
+- `app (no record)`: the same requests with the record skipped: everything but the record.
 
 `--threads N` calls from N request threads at once (gthread's pool), where hand-offs meet contention.
+
+Then the writers of two processes (gunicorn's two workers) writing one SQLite file at once, one record
+per transaction with a request's worth of pause between, without and with the webhook's file lock
+(`webhook.recorder.FileWriteLock`): writes per second, mean and p99 µs, and the share over 1 ms.
 
     .venv/bin/python -P bench/webhook_breakdown.py [--requests 3000] [--threads 1] [--switch-interval S]
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import sys
 import tempfile
 import threading
@@ -36,7 +43,7 @@ from pulltag.store import open_store  # noqa: E402
 from pulltag.store.base import AdmissionRecord, Store  # noqa: E402
 from tests.harness.webhook import pod_review  # noqa: E402
 from webhook.app import create_app  # noqa: E402
-from webhook.recorder import WriteResult  # noqa: E402
+from webhook.recorder import WriteResult, write_lock_for  # noqa: E402
 
 CONFIG = {"registries": [{"host": "harbor.example.com"}]}
 CONTAINERS = {"app": "harbor.example.com/shop/web:2.1", "proxy": "harbor.example.com/infra/envoy:1.30"}
@@ -95,10 +102,12 @@ def run(app: Any, bodies: list[bytes], threads: int, timer: Timer, segment: str)
         t.join()
 
 
-def build(store: Store, timer: Timer, direct: bool) -> Any:
+def build(store: Store, timer: Timer, variant: str) -> Any:
     app = create_app(settings_from_dict(CONFIG, env={}), store)
     handlers = app.extensions["pulltag"]
-    if direct:  # bench-only: the request thread writes the record itself, no writer thread
+    if variant == "no record":  # bench-only: the record is skipped
+        handlers.recorder.put_admission = lambda _record: (WriteResult.OK, "")
+    elif variant == "direct":  # bench-only: the request thread writes the record itself, no writer thread
 
         def write_here(record: AdmissionRecord) -> tuple[WriteResult, str]:
             store.put_admissions([record])
@@ -117,6 +126,53 @@ class _TimedStore:
         self.put_admissions = timer.wrap("writer put_admissions", store.put_admissions, lambda r: len(r))
 
 
+def _contending_writer(url: str, prefix: str, locked: bool, seconds: float, out: Any) -> None:
+    store = open_store(url)
+    lock = write_lock_for(url) if locked else None
+    images = {"containers": CONTAINERS}
+    latencies: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        n = len(latencies)
+        record = AdmissionRecord(uid=f"{prefix}{n}", namespace="ns", name=f"p{n}", images=images)
+        started = time.perf_counter()
+        if lock is not None:
+            with lock.held():
+                store.put_admissions([record])
+        else:
+            store.put_admissions([record])
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.0002)  # the rest of a request
+    store.close()
+    out.put(latencies)
+
+
+def contention(tmp: str, seconds: float = 3.0) -> dict[str, dict[str, float]]:
+    """Two processes writing one SQLite file, without then with the file lock, twice, interleaved."""
+    context = multiprocessing.get_context("fork")
+    result: dict[str, dict[str, float]] = {}
+    for run, locked in enumerate((False, True, False, True)):
+        url = f"sqlite:///{tmp}/contention-{run}.db"
+        open_store(url).close()
+        out = context.Queue()
+        procs = [
+            context.Process(target=_contending_writer, args=(url, p, locked, seconds, out)) for p in "ab"
+        ]
+        for proc in procs:
+            proc.start()
+        latencies = sorted(out.get(timeout=60) + out.get(timeout=60))
+        for proc in procs:
+            proc.join(timeout=10)
+        n = len(latencies)
+        result[f"{'with' if locked else 'without'} lock, run {run // 2 + 1}"] = {
+            "writes_per_s": n / seconds,
+            "mean_us": sum(latencies) / n * 1e6,
+            "p99_us": latencies[int(n * 0.99)] * 1e6,
+            "over_1ms_pct": 100 * sum(x > 0.001 for x in latencies) / n,
+        }
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -128,10 +184,10 @@ def main() -> int:
         sys.setswitchinterval(args.switch_interval)
     totals: Totals = {}
     with tempfile.TemporaryDirectory(prefix="pulltag-bench-breakdown-") as tmp:
-        for stem in ("recorder", "direct"):
+        for stem in ("recorder", "direct", "no record"):
             timer = Timer()
-            store = open_store(f"sqlite:///{tmp}/{stem}.db")
-            app = build(store, timer, direct=stem == "direct")
+            store = open_store(f"sqlite:///{tmp}/{stem.replace(' ', '-')}.db")
+            app = build(store, timer, stem)
             bodies = [
                 json.dumps(pod_review(uid=f"r{i}", pod_uid=f"{stem}{i}", containers=CONTAINERS)).encode()
                 for i in range(300 + args.requests)
@@ -148,8 +204,16 @@ def main() -> int:
         per = args.requests  # per request (the writer's totals cover batches of several records)
         result[name] = {"wall_us": round(wall / per * 1e6, 1), "cpu_us": round(cpu / per * 1e6, 1)}
         print(f"  {name:<24} wall {wall / per * 1e6:7.1f} µs  CPU {cpu / per * 1e6:7.1f} µs  ({count} calls)")
+    with tempfile.TemporaryDirectory(prefix="pulltag-bench-contention-") as tmp:
+        found = contention(tmp)
+    print("two processes writing one SQLite file, one record per transaction:")
+    for name, f in found.items():
+        print(
+            f"  {name:<20} {f['writes_per_s']:7.0f} writes/s  mean {f['mean_us']:6.0f} µs"
+            f"  p99 {f['p99_us']:6.0f} µs  over 1 ms {f['over_1ms_pct']:4.1f} %"
+        )
     if args.json:
-        print(json.dumps(result, sort_keys=True))
+        print(json.dumps({**result, **found}, sort_keys=True))
     return 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Generate (or renew) the webhook's CA and serving certificate, the TLS Secret manifest and the caBundle
-# patch, by default into manifests/base/generated/ (git-ignored), which the kustomize base picks up.
+# patch, by default into manifests/base/generated/ (git-ignored), which manifests/overlays/script picks up
+# (the script certificate mode; the default install manages its certificates in the cluster instead).
 #
 #   certs/generate.sh                       # create, or keep what is still valid
 #   certs/generate.sh --force               # new CA and new serving certificate

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Writes to stdout the single-file install (`kubectl apply -f install.yaml`): manifests/overlays/cert-manager
-# with pulltag's image set to IMAGE (repository:tag, or repository@sha256:... to pin a digest).
-# Nothing secret is in it: the webhook certificate comes from cert-manager, the store password and the
+# Writes to stdout the single-file install (`kubectl apply -f install.yaml`): the default manifests/ (webhook
+# certificates managed in the cluster by the leading listener) with pulltag's image set to IMAGE (repository:tag, or repository@sha256:... to pin a digest).
+# Nothing secret is in it: the webhook certificate is made in the cluster, the store password and the
 # registry credentials from Secrets you create (README, "Install").
 #   charts/install-yaml.sh registry.example.com/platform/pulltag@sha256:<64 hex> > dist/install.yaml
 set -euo pipefail
@@ -37,7 +37,7 @@ cat > "$tmp/release/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - ../manifests/overlays/cert-manager
+  - ../manifests
 images:
   - name: ghcr.io/pulltag/pulltag
     newName: "$name"
@@ -46,7 +46,7 @@ YAML
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/pyproject.toml")
 cat <<HEADER
 # pulltag $version, image $image: kubectl apply -f install.yaml
-# Needs cert-manager, and before the pods can start the Secret pulltag-store-password (key: password) in
+# Before the pods can start: the Secret pulltag-store-password (key: password) in
 # the namespace pulltag-system; the listener reads registry credentials from the Secret
 # pulltag-registry-credentials (see README, "Install"). Generated from manifests/ by \`make release\`.
 HEADER

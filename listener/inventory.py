@@ -143,7 +143,8 @@ class Inventory:
         self.metrics = metrics
         self.clock = clock
         self.page_size = page_size
-        self.prune_after = prune_after_seconds
+        # Never forget a digest sooner than retention's grace could still need its last-seen time.
+        self.prune_after = max(prune_after_seconds, 2 * settings.retention.grace_hours * 3600.0)
         self.last_pass: InventoryPass | None = None
         self._pending: dict[Key, float] = {}
         self._lock = threading.Lock()

@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 
 # Outcomes that mean "the digest has its tag"; a dry run also counts its own "dry-run" entries.
 TAGGED = frozenset({"created", "exists"})
+# Outcomes after which the tag no longer sits on the digest (retention released it, or it was moved).
+GONE = frozenset({"released", "moved"})
 LEDGER_LOOKUP_LIMIT = 200
 
 
@@ -21,8 +23,11 @@ def ledger_tag(entries: Iterable[LedgerEntry], plan_: TagPlan, *, dry_run: bool)
     None. Scope image or namespace: any tag with the plan's `skip_prefix`. Scope "every" (no prefix): a
     tag of this very container of this pod. Only successes count ("dry-run" ones too in a dry run)."""
     wanted = TAGGED | {"dry-run"} if dry_run else TAGGED
-    for entry in entries:
-        if entry.outcome not in wanted:
+    gone: set[str] = set()
+    for entry in entries:  # newest first: a release is met before the creation it undoes
+        if entry.outcome in GONE:
+            gone.add(entry.tag)
+        if entry.outcome not in wanted or entry.tag in gone:
             continue
         if plan_.skip_prefix is not None:
             if entry.tag.startswith(plan_.skip_prefix):

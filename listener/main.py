@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 
+from listener.certificates import with_certificates
 from listener.confirmer import Confirmer
 from listener.health import HealthServer
 from listener.informer import Informer, InformerOptions
@@ -26,6 +27,7 @@ from listener.leader import ElectionTiming, LeaseElector
 from listener.metrics import ListenerMetrics
 from listener.pulls import NotAPull, Pull, parse_pull, seen_key
 from listener.reconcile import Reconciler
+from listener.releaser import Releaser
 from listener.seen import LatestPulls, SeenMarks
 from listener.tagger import ClientFactory, Tagger, default_client_factory
 from pulltag.config import Settings
@@ -90,6 +92,7 @@ class _Run:
         if settings.listener.catch_up:
             retry = settings.listener.failed_retry_seconds
             self.tagger.on_gave_up = lambda: self.reconciler.request_pass(retry)
+        self.releaser = _releaser(owner, self.inventory)
         self._stop = threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
 
@@ -101,11 +104,15 @@ class _Run:
         self.inventory.start()
         if self.owner.settings.listener.catch_up:
             self.reconciler.start()
+        if self.releaser is not None:
+            self.releaser.start()
 
     def stop(self, grace: float) -> None:
         deadline = time.monotonic() + grace
         self.informer.stop()
         self.reconciler.stop()
+        if self.releaser is not None:
+            self.releaser.stop()
         self.inventory.stop()
         self._stop.set()
         self._dispatcher.join(2.0)
@@ -159,6 +166,14 @@ class _Run:
             if self.seen.is_seen(seen_key(item)):
                 continue
             self.confirmer.submit(item)
+
+
+def _releaser(owner: Listener, inventory: Inventory) -> Releaser | None:
+    """The release pass when retention is on; built per term, so only the leader runs passes. Each pass
+    first lists the pods again (`refresh`): one that does not complete releases nothing."""
+    if not owner.settings.retention.enabled:
+        return None
+    return Releaser(owner.settings, owner.store, owner.metrics, clock=owner.clock, refresh=inventory.run_once)
 
 
 class Listener:
@@ -259,15 +274,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     health = HealthServer(args.metrics_bind, metrics, listener.healthy, listener.ready).start()
     stop = threading.Event()
     _install_signal_handlers(stop)
+    # A term (leading, or the whole run without election) also keeps the webhook's certificates.
+    start_term, stop_term = with_certificates(args, kube, listener.start, listener.stop)
     try:
         if getattr(args, "no_leader_election", False):
-            listener.start()
+            start_term()
             stop.wait()
-            listener.stop()
+            stop_term()
         else:
             namespace = getattr(args, "namespace", None) or own_namespace()
             elector = LeaseElector(kube, namespace, listener.identity, timing=election_timing(settings))
-            elector.run(listener.start, listener.stop, stop)
+            elector.run(start_term, stop_term, stop)
     finally:
         health.stop()
         store.close()

@@ -45,6 +45,18 @@ class ListenerMetrics:
         self.queue_depth = Gauge(
             "pulltag_queue_depth", "Work items waiting (events, confirmations, tags)", registry=r
         )
+        self.tags_released = Counter(
+            "pulltag_tags_released",
+            "Release attempts of pulltag's own tags, by registry and ledger outcome",
+            ["registry", "outcome"],
+            registry=r,
+        )
+        self.retention_passes = Counter(
+            "pulltag_retention_passes",
+            "Release passes by outcome (ran, disabled, no_inventory, stale_inventory, store_error, ...)",
+            ["outcome"],
+            registry=r,
+        )
         self.inventory_digests = Gauge(
             "pulltag_inventory_digests", "Digests running at the last complete inventory pass", registry=r
         )

@@ -408,3 +408,40 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+# --- for the listener's in-cluster certificate manager (listener/certificates.py) ---------------------
+
+
+def pem_cert(cert: x509.Certificate) -> bytes:
+    return _pem_cert(cert)
+
+
+def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return _pem_key(key)
+
+
+def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """`cert` names `ca` as its issuer and carries its signature."""
+    return _signed_by(cert, ca)
+
+
+def sans_match(cert: x509.Certificate, sans: Sequence[str]) -> bool:
+    """`cert` names exactly these hosts (IP addresses compared as addresses, DNS names case-blind)."""
+    return _sans_of(cert) == {_normalise_san(s) for s in sans}
+
+
+def load_key(pem: bytes) -> ec.EllipticCurvePrivateKey | None:
+    """An EC private key from PEM, or None when it is not one."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+
+def key_matches(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
+    public = cert.public_key()
+    return isinstance(public, ec.EllipticCurvePublicKey) and public.public_numbers() == (
+        key.public_key().public_numbers()
+    )

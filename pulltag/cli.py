@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="do everything but registry writes and Events")
     p.add_argument("--no-leader-election", action="store_true", help="run without the Lease (one replica)")
     p.add_argument("--namespace", default=None, help="own namespace for the Lease (default: in-cluster)")
+    p.add_argument(
+        "--manage-webhook-certificates",
+        action="store_true",
+        help="keep the webhook's CA, serving certificate and caBundles in the cluster (when leading)",
+    )
     p.set_defaults(handler=_lazy("listener.main:run"), uses_registries=True)
 
     p = sub.add_parser("certs", help="generate the CA and the webhook's serving certificate")
@@ -135,7 +140,35 @@ def build_parser() -> argparse.ArgumentParser:
     _common(pc)
     pc.add_argument("--repository", default=None, help="repository to check push rights on")
     pc.set_defaults(handler=_lazy("listener.registry.cli:run_check"), uses_registries=True)
+    _retention_commands(sub)
     return parser
+
+
+def _retention_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pulltag.retention_policy import REGISTRIES
+
+    p = sub.add_parser("retention", help="release of pulltag's own stale tags, registry-native rules")
+    _common(p)
+    p.set_defaults(help_parser=p)
+    rsub = p.add_subparsers(dest="retention_command", metavar="COMMAND")
+    pp = rsub.add_parser("plan", help="every tag pulltag created: keep or release, and the reason")
+    _common(pp)
+    pp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    pp.set_defaults(handler=_lazy("listener.retention_cli:run_plan"))
+    pa = rsub.add_parser("apply", help="run one release pass now (needs retention.enabled)")
+    _common(pa)
+    pa.set_defaults(handler=_lazy("listener.retention_cli:run_apply"), uses_registries=True)
+    po = rsub.add_parser("policy", help="the registry's own rule keeping every tag with the prefix")
+    _common(po)
+    po.add_argument("registry", choices=REGISTRIES, help="the registry product")
+    po.set_defaults(handler=cmd_retention_policy)
+
+
+def cmd_retention_policy(args: argparse.Namespace, settings: Settings) -> int:
+    from pulltag.retention_policy import policy_text
+
+    print(policy_text(args.registry, settings.tagging.prefix), end="")
+    return 0
 
 
 def open_existing_store(settings: Settings) -> Store:

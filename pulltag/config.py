@@ -139,6 +139,21 @@ class ListenerSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """Release of pulltag's own tags that no longer protect anything (README "Protecting what runs")."""
+
+    enabled: bool = False
+    # Per repository and namespace, the newest N deployed digests keep their tags.
+    keep_last: int = 5
+    # A digest keeps its tags this long after it was last seen running (rollback, scale from zero).
+    grace_hours: float = 168.0
+    # A tag younger than this is never released.
+    min_age_hours: float = 24.0
+    # How often the leader runs a release pass.
+    interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     tagging: TaggingSettings = field(default_factory=TaggingSettings)
@@ -146,6 +161,7 @@ class Settings:
     registries: tuple[RegistrySettings, ...] = ()
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     listener: ListenerSettings = field(default_factory=ListenerSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     def registry_for(self, host: str) -> RegistrySettings | None:
         """The configured registry for an image's registry host (`pulltag.images.canonical_host`)."""
@@ -376,6 +392,30 @@ def _registries(raw: object) -> tuple[RegistrySettings, ...]:
     return registries
 
 
+def _zero_or_more(value: object, path: str, *, integer: bool) -> float | int:
+    """A count or a duration where 0 means something (keep no extra digest, no grace, no minimum age)."""
+    kinds: type | tuple[type, ...] = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        wanted = "an integer" if integer else "a number"
+        raise ConfigError(path, f"must be {wanted}, got {_type_name(value)}")
+    assert isinstance(value, int | float)
+    if value < 0:
+        raise ConfigError(path, f"must be 0 or more, got {value}")
+    return value if integer else float(value)
+
+
+def _retention(raw: object) -> RetentionSettings:
+    # keep_last, grace_hours and min_age_hours may be 0, which the generic readers refuse: they are read
+    # here; `enabled` and `interval_seconds` (greater than 0) take the generic readers.
+    section = dict(_expect_mapping(raw, "retention"))
+    zero_ok: dict[str, Any] = {
+        key: _zero_or_more(section.pop(key), f"retention.{key}", integer=key == "keep_last")
+        for key in ("keep_last", "grace_hours", "min_age_hours")
+        if key in section
+    }
+    return RetentionSettings(**_read_fields(RetentionSettings, section, "retention"), **zero_ok)
+
+
 def check_registry_files(settings: Settings) -> None:
     """Each configured `ca_file` is a readable file; raises ConfigError naming the key otherwise.
 
@@ -407,6 +447,7 @@ def settings_from_dict(raw: object, env: Mapping[str, str] | None = None) -> Set
         registries=_registries(top.get("registries")),
         webhook=_section(WebhookSettings, top.get("webhook"), "webhook"),
         listener=_section(ListenerSettings, top.get("listener"), "listener"),
+        retention=_retention(top.get("retention")),
     )
 
 

@@ -9,6 +9,7 @@ Flask app) the metrics live in this instance's own registry.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -23,6 +24,7 @@ _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 class Metrics:
     def __init__(self) -> None:
+        self._admission_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "pulltag_admission_requests_total",
@@ -51,6 +53,17 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))
+
+    def admitted(self, webhook: str, outcome: str, seconds: float) -> None:
+        """Count one answered admission request and its duration. The labelled children are looked up
+        once per (webhook, outcome): `labels()` takes a lock and builds a key on every call, and this
+        runs for every admission."""
+        children = self._admission_children.get((webhook, outcome))
+        if children is None:
+            children = (self.requests.labels(webhook, outcome), self.duration.labels(webhook))
+            self._admission_children[(webhook, outcome)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class CertificateMetrics:

@@ -6,6 +6,15 @@ round trip). Under load this is group commit: the store's write lock is taken on
 once per pod, and request threads of one process never fight each other for SQLite's file lock (whose
 busy handler sleeps whole milliseconds).
 
+Across processes (gunicorn's workers), the writers of one SQLite file take turns on a file lock
+(`FileWriteLock`) around each batch. Without it they meet on SQLite's own write lock, whose busy handler
+polls with sleeps of 1, 2, 5, 10 ms...: two workers writing at once made about one write in ten take a
+millisecond or more. A blocked `flock` instead wakes the next writer as soon as the lock is released,
+and the kernel releases it if its holder dies. Only the webhook's writers take it; the listener keeps
+SQLite's locking. While one worker's write hangs holding it, the other workers' writers wait on it too
+(no store timeout applies to the lock): their queues fill to the cap and later records are skipped at
+once, exactly as when the store itself hangs; no pod waits longer than the budget.
+
 The caller waits at most the budget; a write that overruns still lands later, which is harmless: records
 are keyed by pod uid. The number of records waiting or being written is capped: while the store hangs,
 the queue would otherwise grow by one record per admission for as long as the hang lasts, so past the cap
@@ -15,11 +24,17 @@ writes are skipped at once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
+import fcntl
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from typing import Protocol
 
 from pulltag.store.base import AdmissionRecord, Store, StoreError, StoreUnavailable
+from pulltag.store.sqlite import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +45,40 @@ class WriteResult(enum.Enum):
     UNAVAILABLE = "unavailable"  # StoreUnavailable
     ERROR = "error"  # StoreError or anything unexpected from the backend
     BUSY = "busy"  # too many earlier writes pending: skipped without trying
+
+
+class WriteLock(Protocol):
+    def held(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+class FileWriteLock:
+    """An exclusive `flock` on `path`, shared by every process that opens the same file.
+
+    Blocking without a timeout is deliberate: only the writer thread takes it, and request threads wait
+    for the writer at most the budget whatever holds it up. The file is opened on first use, in the
+    writer thread, i.e. after gunicorn's fork."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def write_lock_for(store_url: str) -> WriteLock | None:
+    """The lock the webhook's writers of this store share: a file beside an SQLite database; none for
+    a server store (Redis queues commands itself)."""
+    if not store_url.startswith("sqlite:"):
+        return None
+    return FileWriteLock(sqlite_path(store_url) + ".webhook-lock")
 
 
 class _Pending:
@@ -51,9 +100,15 @@ class _Pending:
 
 class Recorder:
     def __init__(
-        self, store: Store, budget_seconds: float, max_pending: int = 32, max_batch: int = 64
+        self,
+        store: Store,
+        budget_seconds: float,
+        max_pending: int = 32,
+        max_batch: int = 64,
+        write_lock: WriteLock | None = None,
     ) -> None:
         self._store = store
+        self._write_lock = write_lock
         self._budget = budget_seconds
         self._max_pending = max_pending
         self._max_batch = max_batch
@@ -115,7 +170,8 @@ class Recorder:
 
     def _write(self, records: list[AdmissionRecord]) -> tuple[WriteResult, str]:
         try:
-            self._store.put_admissions(records)
+            with self._write_lock.held() if self._write_lock else contextlib.nullcontext():
+                self._store.put_admissions(records)
         except StoreUnavailable as exc:
             return WriteResult.UNAVAILABLE, str(exc)
         except StoreError as exc:

@@ -17,8 +17,23 @@ from typing import Any, Literal, cast
 from pulltag.images import canonical_image_name
 from pulltag.logs import redact_url
 
-Outcome = Literal["created", "exists", "skipped", "failed", "dry-run"]
-OUTCOMES: tuple[Outcome, ...] = ("created", "exists", "skipped", "failed", "dry-run")
+# The last four are release outcomes (retention): "released" the tag was deleted (or found gone),
+# "unsupported" the registry refuses tag deletion, "moved" the tag points at another digest now (left
+# alone), "immutable" the registry protects the tag (kept).
+Outcome = Literal[
+    "created", "exists", "skipped", "failed", "dry-run", "released", "unsupported", "moved", "immutable"
+]
+OUTCOMES: tuple[Outcome, ...] = (
+    "created",
+    "exists",
+    "skipped",
+    "failed",
+    "dry-run",
+    "released",
+    "unsupported",
+    "moved",
+    "immutable",
+)
 
 
 class StoreError(Exception):
@@ -30,7 +45,13 @@ class StoreUnavailable(StoreError):
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = redact_url(url)
+        self.reason = reason
         super().__init__(f"store unavailable: {self.url}: {reason}")
+
+    def __reduce__(self) -> tuple[type[StoreUnavailable], tuple[str, str]]:
+        # Pickled across processes (a multiprocessing pool hangs on an exception it cannot unpickle);
+        # the URL is already redacted.
+        return (type(self), (self.url, self.reason))
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def _secret(objects: list[dict[str, Any]], name: str) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("chart-install")
-    objects = helm_template({"createNamespace": True}, namespace=NAMESPACE)
+    objects = helm_template({"createNamespace": True, "certificates": {"mode": "chart"}}, namespace=NAMESPACE)
     tls = _secret(objects, "pulltag-webhook-tls")
     certs = workdir / "certs"
     certs.mkdir()

@@ -292,6 +292,9 @@ class FakeHarbor:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes: without TCP_NODELAY, Nagle and the client's delayed
+            # ACK add ~40 ms to every keep-alive response, which a real Harbor does not.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

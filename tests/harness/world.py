@@ -53,8 +53,10 @@ LOADED_KINDS = {
 StoreKind = Literal["redis", "sqlite"]
 
 
-def render_manifests(workdir: Path, overlay: str = "") -> tuple[list[dict[str, Any]], Path]:
-    """`certs/generate.sh` then `kubectl kustomize`, on a copy of manifests/; returns objects + cert dir."""
+def render_manifests(workdir: Path, overlay: str = "overlays/script") -> tuple[list[dict[str, Any]], Path]:
+    """`certs/generate.sh` then `kubectl kustomize` of the script-certificate overlay (the certificate mode
+    whose files the webhook here reads; self-managed certificates: tests/integration/certs), on a copy of
+    manifests/; returns objects + cert dir."""
     copy = workdir / "manifests"
     shutil.copytree(ROOT / "manifests", copy, ignore=shutil.ignore_patterns("generated"))
     generated = copy / "base" / "generated"
@@ -91,6 +93,7 @@ class World:
     with_harbor: bool = True
     tagging: dict[str, Any] = field(default_factory=dict)
     listener_config: dict[str, Any] = field(default_factory=dict)
+    retention: dict[str, Any] = field(default_factory=dict)  # the `retention:` section, when given
     start_listener: bool = True
     start_kubelet: bool = True
     image_id_delay: float = 0.0
@@ -196,6 +199,8 @@ class World:
             "registries": registries,
             "listener": {"imageid_wait_seconds": 20, **self.listener_config},
         }
+        if self.retention:
+            config["retention"] = dict(self.retention)
         return config
 
     @staticmethod

@@ -57,3 +57,15 @@ def test_one_redaction_for_store_urls_and_log_lines(url: str, shown: str) -> Non
     # The store names its URL with the same pattern the log formatter masks lines with.
     assert redact_url(url) == shown
     assert redact(f"store unavailable: {url}: timed out") == f"store unavailable: {shown}: timed out"
+
+
+def test_store_unavailable_survives_pickling_without_the_password() -> None:
+    import pickle
+
+    from pulltag.store import StoreUnavailable
+
+    error = StoreUnavailable("redis://:s3cret@127.0.0.1:1/0", "connection refused")
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, StoreUnavailable)
+    assert str(copy) == str(error)
+    assert "s3cret" not in pickle.dumps(error).decode("latin-1")

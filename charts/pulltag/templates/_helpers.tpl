@@ -181,6 +181,9 @@ podAntiAffinity:
     {{- if eq .Values.mode "single-pod" }}
     - --no-leader-election
     {{- end }}
+    {{- if eq .Values.certificates.mode "selfManaged" }}
+    - --manage-webhook-certificates
+    {{- end }}
   env:
     {{- include "pulltag.env" . | nindent 4 }}
     - name: PULLTAG_CREDENTIALS_SECRET
@@ -263,7 +266,7 @@ serving certificate. Memoised in .Values so both WebhookConfigurations and the S
 {{- end }}
 
 {{- define "pulltag.caBundle" -}}
-{{- if not .Values.certManager.enabled -}}
+{{- if eq .Values.certificates.mode "chart" -}}
 {{- (include "pulltag.selfSignedTLS" . | fromYaml).ca -}}
 {{- end -}}
 {{- end }}

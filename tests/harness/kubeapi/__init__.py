@@ -1,9 +1,11 @@
 """A fake Kubernetes API server for pulltag's tests (the one fake of the test world).
 
 HTTPS with bearer tokens; namespaces, pods (+ ``pods/status``, ``pods/ephemeralcontainers``), core/v1
-and events.k8s.io/v1 events (one store), coordination.k8s.io/v1 leases; real list/watch semantics (one
-global resourceVersion, paging, selectors, bookmarks, 410 after compaction, event TTL); admission
-webhooks called like kube-apiserver; RBAC from manifests; fault injection. See ``FakeKubeAPI``.
+and events.k8s.io/v1 events (one store), coordination.k8s.io/v1 leases, secrets, discovery.k8s.io/v1
+endpointslices and the two admission webhook configuration kinds (stored objects that the admission
+chain follows); real list/watch semantics (one global resourceVersion, paging, selectors, bookmarks, 410
+after compaction, event TTL); admission webhooks called like kube-apiserver (TLS verified against the
+stored caBundle); RBAC from manifests; fault injection. See ``FakeKubeAPI``.
 """
 
 from .certs import IssuedCert, TestCA, api_server_bundle

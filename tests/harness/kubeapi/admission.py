@@ -115,8 +115,10 @@ class AdmissionChain:
         self._pool = _ConnectionPool()
         self.mutating: dict[str, Obj] = {}  # configuration name -> MutatingWebhookConfiguration
         self.validating: dict[str, Obj] = {}
-        # (namespace, service name, service port or None = any port) -> (host, port)
-        self.routes: dict[tuple[str, str, int | None], tuple[str, int]] = {}
+        # (namespace, service name, service port or None = any port) -> the endpoints (host, port), called
+        # in turn like a Service's endpoints
+        self.routes: dict[tuple[str, str, int | None], list[tuple[str, int]]] = {}
+        self._turn = 0
         self.calls: list[dict[str, Any]] = []  # every AdmissionReview sent, for test assertions
 
     # -- configuration --------------------------------------------------------------------------
@@ -148,8 +150,21 @@ class AdmissionChain:
                             wh.setdefault("clientConfig", {})["caBundle"] = b64
 
     def route(self, namespace: str, name: str, port: int | None, host: str, target_port: int) -> None:
+        self.route_endpoints(namespace, name, port, [(host, target_port)])
+
+    def route_endpoints(
+        self, namespace: str, name: str, port: int | None, endpoints: list[tuple[str, int]]
+    ) -> None:
         with self._lock:
-            self.routes[(namespace, name, port)] = (host, target_port)
+            self.routes[(namespace, name, port)] = list(endpoints)
+
+    def _dial(self, namespace: str, name: str, port: int) -> tuple[str, int] | None:
+        with self._lock:
+            endpoints = self.routes.get((namespace, name, port)) or self.routes.get((namespace, name, None))
+            if not endpoints:
+                return None
+            self._turn += 1
+            return endpoints[self._turn % len(endpoints)]
 
     def _webhooks(self, mutating: bool) -> list[Obj]:
         with self._lock:
@@ -233,8 +248,7 @@ class AdmissionChain:
             ns, name, port = svc.get("namespace", ""), svc.get("name", ""), int(svc.get("port") or 443)
             host = f"{name}.{ns}.svc"
             path = svc.get("path") or "/"
-            with self._lock:
-                dial = self.routes.get((ns, name, port)) or self.routes.get((ns, name, None))
+            dial = self._dial(ns, name, port)
             url = f"https://{host}:{port}{path}"
             if dial is None:
                 raise RuntimeError(f'Post "{url}?timeout={int(timeout)}s": service "{ns}/{name}" not found')

@@ -23,7 +23,9 @@ from .patch import apply_patch
 from .rbac import User
 from .resources import (
     CANONICAL,
+    NAMESPACED_STORES,
     NAMESPACES,
+    WEBHOOK_CONFIGURATIONS,
     Obj,
     ResourceType,
     apply_defaults,
@@ -186,6 +188,7 @@ class Registry:
                 raise errors.already_exists(rt.group_resource, meta["name"])
             self._require_namespace(rt, namespace)
             stored = self.store.write(key, storage)
+            self._sync_admission(rt, stored)
         return to_view(rt, stored), warnings
 
     def _generate_name(self, rt: ResourceType, namespace: str, prefix: str) -> str:
@@ -397,6 +400,7 @@ class Registry:
                 if a == current:
                     return to_view(rt, current), warnings
                 stored = self.store.write(key, storage)
+                self._sync_admission(rt, stored)
             return to_view(rt, stored), warnings
         raise errors.conflict(rt.group_resource, name, "too many concurrent updates")
 
@@ -439,6 +443,13 @@ class Registry:
         self.admission.validate(req, warnings)
         return new
 
+    def _sync_admission(self, rt: ResourceType, stored: Obj) -> None:
+        """A written webhook configuration is what the admission chain calls from now on (kube-apiserver's
+        configuration manager, without its short delay); called under the store's lock, so the chain
+        sees the writes in the store's order."""
+        if rt in WEBHOOK_CONFIGURATIONS:
+            self.admission.load(to_view(rt, stored))
+
     # -- delete -----------------------------------------------------------------------------------
 
     def delete(
@@ -472,11 +483,13 @@ class Registry:
             else:
                 if rt is NAMESPACES:
                     # The namespace controller's job, done at once: delete everything inside first.
-                    for store_name in ("pods", "events", "leases"):
+                    for store_name in NAMESPACED_STORES:
                         for k in self.store.keys(store_name):
                             if k[1] == name:
                                 self.store.delete(k)
                 gone = self.store.delete(key) or current
+                if rt in WEBHOOK_CONFIGURATIONS:
+                    self.admission.remove(rt.kind, name)
         if rt.store in ("pods", "namespaces"):
             view = to_view(rt, gone)
             if rt is NAMESPACES:

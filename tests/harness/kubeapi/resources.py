@@ -1,12 +1,14 @@
 """The resource types the fake serves, and their per-type rules.
 
-Objects are stored in one canonical form per *store* ("namespaces", "pods", "events", "leases").
+Objects are stored in one canonical form per *store* ("namespaces", "pods", "events", "leases", "secrets",
+"endpointslices", and the two webhook configuration kinds).
 core/v1 Events and events.k8s.io/v1 Events share the "events" store exactly as in kube-apiserver
 (one etcd prefix, two API versions); the canonical form is core/v1 and events.k8s.io/v1 is a view.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from collections.abc import Callable
@@ -48,14 +50,53 @@ PODS = ResourceType("", "v1", "pods", "Pod", True, "pods", "PodList", ("status",
 EVENTS = ResourceType("", "v1", "events", "Event", True, "events", "EventList", (), True)
 EVENTS_V1 = ResourceType("events.k8s.io", "v1", "events", "Event", True, "events", "EventList", (), True)
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, "leases", "LeaseList", (), True)
+SECRETS = ResourceType("", "v1", "secrets", "Secret", True, "secrets", "SecretList")
+ENDPOINT_SLICES = ResourceType(
+    "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, "endpointslices", "EndpointSliceList"
+)
+# Stored like any object; every write is also handed to the admission chain (registry.Registry), so a
+# client that updates a configuration's caBundle changes what the next admission call verifies against.
+MUTATING_WEBHOOK_CONFIGURATIONS = ResourceType(
+    "admissionregistration.k8s.io",
+    "v1",
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfiguration",
+    False,
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfigurationList",
+)
+VALIDATING_WEBHOOK_CONFIGURATIONS = ResourceType(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    False,
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfigurationList",
+)
+WEBHOOK_CONFIGURATIONS = (MUTATING_WEBHOOK_CONFIGURATIONS, VALIDATING_WEBHOOK_CONFIGURATIONS)
 
-RESOURCE_TYPES: tuple[ResourceType, ...] = (NAMESPACES, PODS, EVENTS, EVENTS_V1, LEASES)
+RESOURCE_TYPES: tuple[ResourceType, ...] = (
+    NAMESPACES,
+    PODS,
+    EVENTS,
+    EVENTS_V1,
+    LEASES,
+    SECRETS,
+    ENDPOINT_SLICES,
+    *WEBHOOK_CONFIGURATIONS,
+)
 CANONICAL: dict[str, ResourceType] = {
     "namespaces": NAMESPACES,
     "pods": PODS,
     "events": EVENTS,
     "leases": LEASES,
+    "secrets": SECRETS,
+    "endpointslices": ENDPOINT_SLICES,
+    **{rt.store: rt for rt in WEBHOOK_CONFIGURATIONS},
 }
+# What a namespace's deletion removes with it (the namespace controller's job).
+NAMESPACED_STORES = ("pods", "events", "leases", "secrets", "endpointslices")
 
 
 def lookup(group: str, version: str, resource: str) -> ResourceType | None:
@@ -160,6 +201,7 @@ _FIELDS: dict[str, dict[str, Callable[[Obj], str]]] = {
         "type": lambda o: _get(o, "type"),
     },
     "leases": {},
+    "secrets": {"type": lambda o: _get(o, "type")},
 }
 
 
@@ -234,6 +276,13 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
                     c.setdefault("resources", {})
     elif rt.store == "namespaces":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+    elif rt.store == "secrets":
+        # stringData is write-only: merged into data (base64) and dropped, as the API server does.
+        string_data = obj.pop("stringData", None) or {}
+        data = obj.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        obj.setdefault("type", "Opaque")
 
 
 def prepare_for_create(rt: ResourceType, obj: Obj) -> None:

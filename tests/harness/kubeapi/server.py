@@ -34,6 +34,7 @@ from .registry import SYSTEM_ADMIN, Registry
 from .resources import (
     NAMESPACES,
     RESOURCE_TYPES,
+    WEBHOOK_CONFIGURATIONS,
     Obj,
     ResourceType,
     by_kind,
@@ -741,7 +742,7 @@ class FakeKubeAPI:
         for obj in flat:
             meta = obj.get("metadata") or {}
             ref = (obj.get("kind", ""), meta.get("namespace") or "", meta.get("name") or "")
-            if self.rbac.load(obj) or self.admission.load(obj):
+            if self.rbac.load(obj):
                 loaded.append(ref)
                 continue
             rt = by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
@@ -773,9 +774,26 @@ class FakeKubeAPI:
         else:
             self.admission.route(namespace, name, port, host, target_port)
 
+    def route_service_endpoints(
+        self, namespace: str, name: str, port: int, endpoints: builtins.list[tuple[str, int]]
+    ) -> None:
+        """Calls to service port ``port`` go to each of ``endpoints`` in turn (a Service with several
+        ready replicas); TLS as in ``route_service``."""
+        self.admission.route_endpoints(namespace, name, port, endpoints)
+
     def set_webhook_ca_bundle(self, ca_pem: bytes | str, configuration: str | None = None) -> None:
-        """Fill ``caBundle`` of loaded webhook configurations (all, or one configuration by name)."""
-        self.admission.set_ca_bundle(ca_pem, configuration)
+        """Fill ``caBundle`` of the stored webhook configurations (all, or one configuration by name), as
+        a client's update would: the admission chain follows the stored objects."""
+        pem = ca_pem.encode() if isinstance(ca_pem, str) else ca_pem
+        bundle = base64.b64encode(pem).decode()
+        for rt in WEBHOOK_CONFIGURATIONS:
+            for item in self.registry.list(rt, None)["items"]:
+                name = item["metadata"]["name"]
+                if configuration is not None and name != configuration:
+                    continue
+                for wh in item.get("webhooks") or []:
+                    wh.setdefault("clientConfig", {})["caBundle"] = bundle
+                self.registry.update(rt, "", name, item, admit=False)
 
     # -- in-process API (no HTTP, no auth, no faults; same registry, RV and watch notifications) --
 

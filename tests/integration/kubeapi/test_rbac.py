@@ -248,3 +248,49 @@ def test_aggregated_cluster_roles_and_user_tokens(kubeapi: FakeKubeAPI):
     alice = Raw(kubeapi, kubeapi.add_token("alice"))
     assert alice("GET", "/api/v1/namespaces/default").status_code == 200
     assert alice("GET", "/api/v1/namespaces").status_code == 403
+
+
+def test_certificate_manager_grants_exactly_its_calls(kubeapi: FakeKubeAPI) -> None:
+    """The self-managed certificates' RBAC, as rendered from manifests/: the manager's calls (the one
+    Secret, the webhook Service's EndpointSlices, the two WebhookConfigurations) are allowed, their
+    neighbours are not (tests/integration/certs runs the manager itself and finds no 403)."""
+    from tests.harness.world import LOADED_KINDS
+    from tests.unit.manifests.render import MANIFESTS, kustomize
+
+    kubeapi.load_manifests([o for o in kustomize(MANIFESTS) if o["kind"] in LOADED_KINDS])
+    manager = Raw(kubeapi, kubeapi.add_service_account_token("pulltag-system", "pulltag-listener"))
+    secrets = "/api/v1/namespaces/pulltag-system/secrets"
+    secret = {"metadata": {"name": "pulltag-webhook-tls"}, "type": "Opaque", "data": {}}
+    assert manager("POST", secrets, secret).status_code == 201
+    got = manager("GET", f"{secrets}/pulltag-webhook-tls")
+    assert got.status_code == 200
+    assert manager("PUT", f"{secrets}/pulltag-webhook-tls", got.json()).status_code == 200
+    slices = "/apis/discovery.k8s.io/v1/namespaces/pulltag-system/endpointslices"
+    assert (
+        manager("GET", f"{slices}?labelSelector=kubernetes.io/service-name=pulltag-webhook").status_code
+        == 200
+    )
+    admission = "/apis/admissionregistration.k8s.io/v1"
+    for resource, name in (
+        ("mutatingwebhookconfigurations", "annotate.pulltag.dev"),
+        ("validatingwebhookconfigurations", "record.pulltag.dev"),
+    ):
+        got = manager("GET", f"{admission}/{resource}/{name}")
+        assert got.status_code == 200
+        assert manager("PUT", f"{admission}/{resource}/{name}", got.json()).status_code == 200
+        assert manager("GET", f"{admission}/{resource}").status_code == 403  # no list
+        assert manager("DELETE", f"{admission}/{resource}/{name}").status_code == 403
+        assert manager("GET", f"{admission}/{resource}/someone-else").status_code == 403
+
+    kubeapi.create("secrets", {"metadata": {"name": "other"}, "data": {}}, "pulltag-system")
+    kubeapi.create("namespaces", {"metadata": {"name": "apps"}})
+    kubeapi.create("secrets", {"metadata": {"name": "pulltag-webhook-tls"}, "data": {}}, "apps")
+    assert forbidden(manager("GET", f"{secrets}/other")).startswith('secrets "other" is forbidden')
+    assert manager("GET", secrets).status_code == 403  # no list: no other Secret's data
+    assert manager("DELETE", f"{secrets}/pulltag-webhook-tls").status_code == 403
+    assert manager("GET", "/api/v1/namespaces/apps/secrets/pulltag-webhook-tls").status_code == 403
+    assert manager("POST", "/api/v1/namespaces/apps/secrets", secret).status_code == 403
+    assert manager("GET", "/apis/discovery.k8s.io/v1/namespaces/apps/endpointslices").status_code == 403
+    # The webhook's ServiceAccount still has nothing.
+    webhook = Raw(kubeapi, kubeapi.add_service_account_token("pulltag-system", "pulltag-webhook"))
+    assert webhook("GET", f"{secrets}/pulltag-webhook-tls").status_code == 403

@@ -63,7 +63,9 @@ def test_prometheus_rule_holds_the_same_rules() -> None:
 
 
 def test_the_issue_13_alert_uses_the_contract_name() -> None:
-    # pulltag_retention_passes_total{outcome} comes with the lifecycle work (issue 13); a pass that refuses
-    # to run is counted with outcome="refused". Until then the rule is exercised by synthetic series only.
+    # pulltag_retention_passes_total{outcome} (issue 13, listener/releaser.py): a pass that ran is `ran`
+    # (`dry_run` in a dry run); every other outcome names why the pass released nothing (no_inventory,
+    # stale_inventory, inventory_error, store_error, registry_error, busy, stopped).
     text = ALERTS.read_text(encoding="utf-8")
-    assert 'pulltag_retention_passes_total{outcome="refused"}' in text
+    assert 'pulltag_retention_passes_total{outcome!~"ran|dry_run"}' in text
+    assert 'pulltag_retention_passes_total{outcome=~"ran|dry_run"}' in text

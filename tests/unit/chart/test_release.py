@@ -88,10 +88,16 @@ def test_install_yaml_uses_the_given_image(image: str, expected: str) -> None:
     }
     assert images["webhook"] == expected and images["listener"] == expected
     assert images["redis"].startswith("docker.io/valkey/valkey:")
-    # Nothing secret ships: cert-manager makes the certificate, you make the Secrets.
+    # Nothing secret ships: the leading listener makes the certificate, you make the Secrets.
     assert [o for o in objects if o["kind"] == "Secret"] == []
     kinds = {o["kind"] for o in objects}
-    assert {"Namespace", "MutatingWebhookConfiguration", "Certificate", "PersistentVolumeClaim"} <= kinds
+    assert {"Namespace", "MutatingWebhookConfiguration", "PersistentVolumeClaim"} <= kinds
+    assert "Certificate" not in kinds
+    listener = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "pulltag-listener"
+    )
+    args = [a for c in all_containers(pod_spec(listener)) for a in c.get("args", [])]
+    assert "--manage-webhook-certificates" in args
     kv: Any = pytest.importorskip("kubernetes_validate")
     for version in ("1.27", "1.35"):
         for obj in objects:

@@ -324,3 +324,17 @@ def test_waiting_refreshes_are_bounded_and_the_rest_counted(monkeypatch: pytest.
     inv.refresh(NGINX, DIGEST, "ns-0")  # one already waiting is refreshed, not dropped
     assert inv.metrics.value("pulltag_inventory_refreshes_dropped_total") == 2
     assert inv.flush() == 3
+
+
+def test_the_prune_horizon_outlasts_a_long_retention_grace() -> None:
+    """An entry pruned while retention's grace still needs it would read as "never ran"."""
+    from dataclasses import replace
+
+    from listener.inventory import PRUNE_AFTER_SECONDS, Inventory
+    from listener.metrics import ListenerMetrics
+    from pulltag.config import RetentionSettings, Settings
+
+    long_grace = replace(Settings(), retention=RetentionSettings(grace_hours=24 * 200))
+    inventory = Inventory(long_grace, None, None, ListenerMetrics())  # type: ignore[arg-type]
+    assert inventory.prune_after == 2 * 200 * 24 * 3600.0
+    assert Inventory(Settings(), None, None, ListenerMetrics()).prune_after == PRUNE_AFTER_SECONDS  # type: ignore[arg-type]

@@ -28,6 +28,21 @@ EVERY_SCOPE = tag_plan(skip_prefix=None)
         (IMAGE_SCOPE, [entry("dry-run", "deployed_x_1")], True, "deployed_x_1"),
         (IMAGE_SCOPE, [entry("created", "release-1")], False, None),
         (IMAGE_SCOPE, [entry("failed", "deployed_a"), entry("created", "deployed_b")], False, "deployed_b"),
+        # a tag retention released (or found moved) serves nothing: a rollback to the digest tags it again
+        (IMAGE_SCOPE, [entry("released", "deployed_x_1"), entry("created", "deployed_x_1")], False, None),
+        (IMAGE_SCOPE, [entry("moved", "deployed_x_1"), entry("created", "deployed_x_1")], False, None),
+        (
+            IMAGE_SCOPE,
+            [entry("immutable", "deployed_x_1"), entry("created", "deployed_x_1")],
+            False,
+            "deployed_x_1",
+        ),
+        (
+            IMAGE_SCOPE,
+            [entry("created", "deployed_x_2"), entry("released", "deployed_x_1")],
+            False,
+            "deployed_x_2",
+        ),
         # scope namespace: only this namespace's prefix counts
         (NAMESPACE_SCOPE, [entry("created", "deployed_staging_1", namespace="staging")], False, None),
         (NAMESPACE_SCOPE, [entry("created", "deployed_prod_1")], False, "deployed_prod_1"),

@@ -34,15 +34,41 @@ VARIANTS: dict[str, str] = {
     "app": "base/app",
     "single-pod": "overlays/single-pod",
     "cert-manager": "overlays/cert-manager",
+    "script": "overlays/script",
+    "monitoring": "overlays/monitoring",
 }
 # Variants that carry the certificate of certs/generate.sh (Secret + caBundle from generated/).
-SCRIPT_CERT_VARIANTS = ("default", "base", "single-pod")
+SCRIPT_CERT_VARIANTS = ("script", "base")
+# Variants whose listener manages the webhook's certificates in the cluster (the default of both).
+SELF_MANAGED_VARIANTS = (
+    "default",
+    "single-pod",
+    "monitoring",
+    "chart",
+    "chart-single-pod",
+    "chart-monitoring",
+)
 # The chart, rendered with these values for the same settings as a kustomization (tests/unit/chart
 # compares them object by object): variant name -> (values, the kustomize variant it must equal).
 CHART_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "chart": ({"createNamespace": True}, "default"),
     "chart-single-pod": ({"createNamespace": True, "mode": "single-pod"}, "single-pod"),
-    "chart-cert-manager": ({"createNamespace": True, "certManager": {"enabled": True}}, "cert-manager"),
+    "chart-cert-manager": (
+        {"createNamespace": True, "certificates": {"mode": "certManager"}},
+        "cert-manager",
+    ),
+    "chart-script": ({"createNamespace": True, "certificates": {"mode": "chart"}}, "script"),
+    "chart-monitoring": (
+        {
+            "createNamespace": True,
+            "monitoring": {
+                "serviceMonitors": {"enabled": True},
+                "prometheusRule": {"enabled": True},
+                "dashboard": {"enabled": True},
+            },
+        },
+        "monitoring",
+    ),
 }
 # The Helm binaries `make tools` installs (PULLTAG_HELM3 / PULLTAG_HELM4 name others).
 HELMS: dict[str, str] = {"helm3": "PULLTAG_HELM3", "helm4": "PULLTAG_HELM4"}
@@ -79,6 +105,10 @@ class Rendered:
     @property
     def chart(self) -> bool:
         return self.name.startswith("chart")
+
+    @property
+    def self_managed(self) -> bool:
+        return self.name in SELF_MANAGED_VARIANTS
 
     @property
     def cert_manager(self) -> bool:

@@ -64,19 +64,39 @@ SINGLE_POD = {
     ("Deployment", "pulltag"),
     ("PersistentVolumeClaim", "pulltag-data"),
     ("NetworkPolicy", "pulltag"),
-    ("Secret", "pulltag-webhook-tls"),
+}
+# Self-managed certificates: no Secret rendered (the listener makes it), its permissions instead.
+SELF_MANAGED = {
+    ("Role", "pulltag-listener-certificates"),
+    ("RoleBinding", "pulltag-listener-certificates"),
+    ("ClusterRole", "pulltag-listener-webhook-cabundle"),
+    ("ClusterRoleBinding", "pulltag-listener-webhook-cabundle"),
+}
+MONITORING = {
+    ("ServiceMonitor", "pulltag-webhook"),
+    ("ServiceMonitor", "pulltag-listener"),
+    ("PrometheusRule", "pulltag"),
+    ("ConfigMap", "pulltag-dashboard"),
 }
 EXPECTED: dict[str, set[tuple[str, str]]] = {
     "app": COMMON | REPLICATED,
     "base": COMMON | REPLICATED | SCRIPT_TLS,
-    "default": COMMON | REPLICATED | SCRIPT_TLS,
+    "default": COMMON | REPLICATED | SELF_MANAGED,
+    "script": COMMON | REPLICATED | SCRIPT_TLS,
     "cert-manager": COMMON | REPLICATED | CERT_MANAGER,
-    "single-pod": COMMON | SINGLE_POD,
-    # The chart makes the store's password (kustomize: created by you) and, without cert-manager, the
-    # webhook's certificate.
-    "chart": COMMON | REPLICATED | SCRIPT_TLS | {("Secret", "pulltag-store-password")},
-    "chart-single-pod": COMMON | SINGLE_POD,
+    "single-pod": COMMON | SINGLE_POD | SELF_MANAGED,
+    # The chart makes the store's password (kustomize: created by you) and, in certificates.mode chart,
+    # the webhook's certificate.
+    "chart": COMMON | REPLICATED | SELF_MANAGED | {("Secret", "pulltag-store-password")},
+    "chart-single-pod": COMMON | SINGLE_POD | SELF_MANAGED,
     "chart-cert-manager": COMMON | REPLICATED | CERT_MANAGER | {("Secret", "pulltag-store-password")},
+    "chart-script": COMMON | REPLICATED | SCRIPT_TLS | {("Secret", "pulltag-store-password")},
+    "monitoring": COMMON | REPLICATED | SELF_MANAGED | MONITORING,
+    "chart-monitoring": COMMON
+    | REPLICATED
+    | SELF_MANAGED
+    | MONITORING
+    | {("Secret", "pulltag-store-password")},
 }
 CLUSTER_SCOPED = {
     "Namespace",
@@ -86,7 +106,12 @@ CLUSTER_SCOPED = {
     "ValidatingWebhookConfiguration",
 }
 # Custom resources the Kubernetes schemas do not describe: checked by the tests of the overlay instead.
-NOT_IN_KUBERNETES_SCHEMAS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
+NOT_IN_KUBERNETES_SCHEMAS = {
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 # Every Kubernetes version the chart supports (Chart.yaml kubeVersion >=1.27); kubernetes-validate
 # ships schemas up to 1.37.
 SCHEMA_VERSIONS = tuple(f"1.{minor}" for minor in range(27, 36))
@@ -144,7 +169,7 @@ def test_valid_against_kubernetes_schemas(rendered: Rendered, version: str) -> N
         assert used == version  # a schema of exactly that version, not an older fallback
         checked += 1
     assert checked + skipped == len(rendered.objects)
-    assert skipped == (4 if rendered.cert_manager else 0)
+    assert skipped == (4 if rendered.cert_manager else 3 if rendered.name.endswith("monitoring") else 0)
 
 
 def test_strict_schema_rejects_an_unknown_field() -> None:
@@ -197,7 +222,9 @@ def test_script_certificate_reaches_secret_and_cabundles(
         assert set(webhook["clientConfig"]) == {"caBundle", "service"}
 
 
-@pytest.mark.parametrize("variant", ["app", "cert-manager"])
+@pytest.mark.parametrize(
+    "variant", ["app", "cert-manager", "default", "single-pod", "chart", "chart-single-pod"]
+)
 def test_no_script_certificate_without_generated(rendered_all: dict[str, Rendered], variant: str) -> None:
     rendered = rendered_all[variant]
     assert ("Secret", "pulltag-webhook-tls") not in rendered.by_key
@@ -209,7 +236,7 @@ def test_no_script_certificate_without_generated(rendered_all: dict[str, Rendere
 
 
 def test_documented_install_renders(tmp_path: Path) -> None:
-    """`certs/generate.sh && kubectl apply -k manifests/`, rendered on a copy."""
+    """`certs/generate.sh && kubectl apply -k manifests/overlays/script`, rendered on a copy."""
     exe, script = kubectl(), ROOT / "certs" / "generate.sh"
     if exe is None:
         pytest.skip("kubectl is not installed")
@@ -224,6 +251,6 @@ def test_documented_install_renders(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    objects = kustomize(root)
+    objects = kustomize(root / "overlays" / "script")
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    assert kinds == EXPECTED["default"]
+    assert kinds == EXPECTED["script"]

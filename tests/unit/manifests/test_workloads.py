@@ -122,8 +122,9 @@ def test_resources_set(rendered: Rendered) -> None:
 def test_writable_tmp_and_volume_wiring(rendered: Rendered) -> None:
     secrets = {o["metadata"]["name"] for o in rendered.kinds("Secret")}
     secrets |= {o["spec"]["secretName"] for o in rendered.kinds("Certificate")}
-    if rendered.name == "app":
-        secrets.add("pulltag-webhook-tls")  # base/app leaves the certificate to base or cert-manager
+    if rendered.name == "app" or rendered.self_managed:
+        # base/app leaves the certificate to base or cert-manager; self-managed: the listener makes it.
+        secrets.add("pulltag-webhook-tls")
     config_maps = {o["metadata"]["name"] for o in rendered.kinds("ConfigMap")} | {"kube-root-ca.crt"}
     claims = {o["metadata"]["name"] for o in rendered.kinds("PersistentVolumeClaim")}
     for obj in workloads(rendered):
@@ -168,7 +169,10 @@ def test_webhook_container(rendered: Rendered) -> None:
     assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("https", 8443)]
     mounts = mounts_of(c)
     volumes = volumes_of(pod_spec(obj))
-    assert volumes[mounts["/etc/pulltag/tls"]["name"]]["secret"]["secretName"] == "pulltag-webhook-tls"
+    tls = volumes[mounts["/etc/pulltag/tls"]["name"]]["secret"]
+    assert tls["secretName"] == "pulltag-webhook-tls"
+    # Never the CA's key (self-managed certificates keep it in the same Secret).
+    assert [i["key"] for i in tls["items"]] == ["tls.crt", "tls.key", "ca.crt"]
     assert volumes[mounts["/etc/pulltag/config.yaml"]["name"]]["configMap"]["name"] == "pulltag-config"
     assert mounts["/etc/pulltag/config.yaml"]["subPath"] == "config.yaml"
     # Neither registry credentials nor an API token reach the webhook.
@@ -182,7 +186,10 @@ def test_listener_container(rendered: Rendered) -> None:
     assert len(found) == 1
     obj, c = found[0]
     single = rendered.single_pod
-    assert c["args"] == ([*LISTENER_ARGS, "--no-leader-election"] if single else LISTENER_ARGS)
+    expected = [*LISTENER_ARGS, "--no-leader-election"] if single else list(LISTENER_ARGS)
+    if rendered.self_managed:
+        expected.append("--manage-webhook-certificates")
+    assert c["args"] == expected
     assert "command" not in c
     assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("metrics", 9090)]
     env = env_of(c)

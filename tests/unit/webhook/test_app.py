@@ -322,3 +322,23 @@ def test_health_readiness_and_metrics(client: FlaskClient) -> None:
     assert metric(client, "pulltag_admission_requests_total", webhook="mutate", outcome="patched") == 1
     assert metric(client, "pulltag_admission_requests_total", webhook="mutate", outcome="bad_request") == 1
     assert metric(client, "pulltag_admission_duration_seconds_count", webhook="mutate") == 2
+
+
+def test_a_content_type_in_upper_case_with_parameters_is_json(client: FlaskClient) -> None:
+    review = json.dumps(pod_review(pod_uid="u-ct"))
+    resp = client.post("/validate", data=review, content_type="Application/JSON ; charset=UTF-8")
+    assert resp.status_code == 200 and resp.get_json()["response"]["allowed"] is True
+
+
+def test_a_crash_in_an_admission_view_is_a_json_500_and_logged(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_review: Any) -> Any:
+        raise RuntimeError("a bug in the decision")
+
+    monkeypatch.setattr("webhook.app.decide_mutate", broken)
+    resp = client.post("/mutate", data=json.dumps(pod_review()), content_type="application/json")
+    assert resp.status_code == 500
+    assert resp.get_json() == {"status": 500, "error": "internal error"}
+    assert "unhandled error in the webhook: RuntimeError" in caplog.text
+    assert metric(client, "pulltag_admission_requests_total", webhook="mutate", outcome="error") == 1
