@@ -14,10 +14,11 @@ from listener.metrics import ListenerMetrics
 from listener.plan import Skip, plan
 from listener.pulls import Pull, seen_key
 from listener.seen import SeenMarks
-from listener.tagger import Tagger, TagJob, loggable
+from listener.tagger import Tagger, TagJob
 from listener.workqueue import WorkerPool, WorkQueue, backoff_delay
 from pulltag.config import Settings
 from pulltag.contract import field_path
+from pulltag.logs import loggable
 from pulltag.store import AdmissionRecord, Store, StoreError
 
 log = logging.getLogger(__name__)

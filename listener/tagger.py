@@ -13,24 +13,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from listener.kube import ClusterAPI, KubeError, Obj
+from listener.kube import ClusterAPI, KubeError
 from listener.ledger import tagged_per_ledger
 from listener.metrics import ListenerMetrics
 from listener.plan import TagPlan, fallback_tag
+from listener.podevents import pod_event
 from listener.registry.errors import TagConflict
 from listener.seen import SeenMarks
 from listener.workqueue import TokenBucket, WorkerPool, WorkQueue, backoff_delay
 from pulltag.config import RegistrySettings, Settings
+from pulltag.logs import describe
 from pulltag.store import LedgerEntry, Outcome, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-COMPONENT = "pulltag-listener"
 QUEUE_SIZE = 10_000
 # How long a finished key is remembered without the ledger.
 DONE_TTL_SECONDS = 24 * 3600.0
@@ -395,34 +395,6 @@ class Tagger:
             log.warning("could not post %s on %s/%s: %s", event_reason, plan_.namespace, plan_.pod, exc)
 
 
-def pod_event(
-    plan_: TagPlan, pod_uid: str, field_path: str, kind: str, reason: str, message: str, instance: str
-) -> Obj:
-    now = datetime.now(UTC)
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    involved: Obj = {"apiVersion": "v1", "kind": "Pod", "namespace": plan_.namespace, "name": plan_.pod}
-    if pod_uid:
-        involved["uid"] = pod_uid
-    if field_path:
-        involved["fieldPath"] = field_path
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        # The kubelet's naming: object name, a dot, a unique hex suffix.
-        "metadata": {"name": f"{plan_.pod}.{time.time_ns():x}", "namespace": plan_.namespace},
-        "involvedObject": involved,
-        "reason": reason,
-        "message": message[:1024],
-        "type": kind,
-        "count": 1,
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "source": {"component": COMPONENT},
-        "reportingComponent": COMPONENT,
-        "reportingInstance": instance,
-    }
-
-
 def _created_or_exists(result: Any, note: str, plan_: TagPlan) -> tuple[Outcome, str, TagPlan]:
     if getattr(result, "created", False):
         return "created", note.rstrip("; "), plan_
@@ -439,16 +411,3 @@ def _done_key(key: str) -> str:
 
 def _name_key(plan_: TagPlan) -> str:
     return f"tag-name:{plan_.registry}/{plan_.repository}:{plan_.tag}"
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as one short log line."""
-    return loggable(str(exc) or type(exc).__name__, 300)
-
-
-def loggable(text: str, limit: int = 0) -> str:
-    """`text` with every non-printable character (CR, LF, other controls, separators) escaped as in
-    `repr`, so untrusted text stays on one log line; cut to `limit` characters (0: no cut)."""
-    if not text.isprintable():
-        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-    return text if not limit or len(text) <= limit else text[: limit - 3] + "..."

@@ -19,6 +19,7 @@ import yaml
 
 # Re-exported: the listener matched hosts through config before images.py owned the one rule.
 from pulltag.images import canonical_host as canonical_host
+from pulltag.logs import loggable
 
 ENV_CONFIG = "PULLTAG_CONFIG"
 ENV_STORE_URL = "PULLTAG_STORE_URL"
@@ -43,14 +44,10 @@ class ConfigError(Exception):
 
     def __init__(self, key: str, reason: str) -> None:
         # Keys come from the user's file: escape anything that would break the one-line promise.
-        key, reason = _one_line(key), _one_line(reason)
+        key, reason = loggable(key), loggable(reason)
         super().__init__(f"config: {key}: {reason}")
         self.key = key
         self.reason = reason
-
-
-def _one_line(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,19 @@ def clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def loggable(text: str, limit: int = 0) -> str:
+    """`text` with every non-printable character (CR, LF, other controls, separators) escaped as in
+    `repr`, so untrusted text stays on one log line; cut to `limit` characters (0: no cut)."""
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return text if not limit or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one short log line."""
+    return loggable(str(exc) or type(exc).__name__, 300)
+
+
 def redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
