@@ -9,17 +9,27 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from pulltag.config_reading import (
+    ConfigError as ConfigError,
+)
+from pulltag.config_reading import (
+    check_keys,
+    expect_mapping,
+    read_fields,
+    read_section,
+    type_name,
+)
+
 # Re-exported: the listener matched hosts through config before images.py owned the one rule.
 from pulltag.images import canonical_host as canonical_host
-from pulltag.logs import loggable
 
 ENV_CONFIG = "PULLTAG_CONFIG"
 ENV_STORE_URL = "PULLTAG_STORE_URL"
@@ -37,17 +47,6 @@ _HOST_RE = re.compile(
 
 Scope = Literal["image", "namespace", "every"]
 RegistryType = Literal["harbor", "oci"]
-
-
-class ConfigError(Exception):
-    """A configuration problem; `str()` is one line naming the key and the reason."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        # Keys come from the user's file: escape anything that would break the one-line promise.
-        key, reason = loggable(key), loggable(reason)
-        super().__init__(f"config: {key}: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -172,121 +171,6 @@ def _canonical(registry: RegistrySettings) -> str:
     return canonical_host(registry.host, plain_http=registry.insecure)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Reading: a section's allowed keys and their types come from its dataclass's fields, so adding a
-# setting is adding a field (with its default); checks beyond the type live in the section's reader.
-
-T = TypeVar("T")
-Reader = Callable[[object, str], Any]
-
-
-def _expect_mapping(value: object, key: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a mapping, got {_type_name(value)}")
-    for k in value:
-        if not isinstance(k, str):
-            raise ConfigError(key, f"keys must be strings, got {k!r}")
-    return value
-
-
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _check_keys(section: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
-    known = sorted(allowed)
-    for key in section:
-        if key not in known:
-            raise ConfigError(f"{prefix}{key}", f"unknown key (known: {', '.join(known)})")
-
-
-def _str(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(path, f"must be a string, got {_type_name(value)}")
-    return value
-
-
-def _opt_str(value: object, path: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(path, f"must be a non-empty string or null, got {_type_name(value)}")
-    return value
-
-
-def _bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(path, f"must be true or false, got {_type_name(value)}")
-    return value
-
-
-def _number(value: object, path: str) -> float:
-    # bool is an int subclass in Python; `timeout: yes` is a mistake, not 1 second.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(path, f"must be a number, got {_type_name(value)}")
-    if value <= 0:
-        raise ConfigError(path, f"must be greater than 0, got {value}")
-    return float(value)
-
-
-def _int(value: object, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, f"must be an integer, got {_type_name(value)}")
-    if value < 1:
-        raise ConfigError(path, f"must be at least 1, got {value}")
-    return value
-
-
-def _globs(value: object, path: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(path, "must be a list of non-empty strings")
-    return tuple(value)
-
-
-def _one_of(choices: tuple[str, ...]) -> Reader:
-    wording = " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
-
-    def read(value: object, path: str) -> str:
-        text = _str(value, path)
-        if text not in choices:
-            raise ConfigError(path, f"must be {wording}; got {text!r}")
-        return text
-
-    return read
-
-
-# A field's type annotation picks its reader; Literal types accept exactly their values.
-_READERS: dict[object, Reader] = {
-    str: _str,
-    str | None: _opt_str,
-    bool: _bool,
-    float: _number,
-    int: _int,
-    tuple[str, ...]: _globs,
-}
-
-
-def _reader_for(annotation: object) -> Reader:
-    if get_origin(annotation) is Literal:
-        return _one_of(get_args(annotation))
-    return _READERS[annotation]
-
-
-def _read_fields(cls: type[T], raw: object, path: str) -> dict[str, Any]:
-    """The keys given in section `path`, each checked by its field's type; unknown keys are refused."""
-    section = _expect_mapping(raw, path)
-    _check_keys(section, (f.name for f in fields(cls)), f"{path}.")  # type: ignore[arg-type]
-    hints = get_type_hints(cls)
-    return {key: _reader_for(hints[key])(value, f"{path}.{key}") for key, value in section.items()}
-
-
-def _section(cls: type[T], raw: object, path: str) -> T:
-    """A section with no rule beyond its fields' types: defaults for the keys not given."""
-    return cls(**_read_fields(cls, raw, path))
-
-
 def validate_store_url(url: str, key: str = "store.url") -> str:
     if url.startswith("sqlite:///"):
         if len(url) <= len("sqlite:///"):
@@ -298,7 +182,7 @@ def validate_store_url(url: str, key: str = "store.url") -> str:
 
 
 def _store(raw: object, environ: Mapping[str, str]) -> StoreSettings:
-    store = _section(StoreSettings, raw, "store")
+    store = read_section(StoreSettings, raw, "store")
     validate_store_url(store.url)
     url_override = environ.get(ENV_STORE_URL)
     if url_override:
@@ -319,7 +203,7 @@ def template_fields(template: str) -> set[str]:
 
 
 def _tagging(raw: object) -> TaggingSettings:
-    tagging = _section(TaggingSettings, raw, "tagging")
+    tagging = read_section(TaggingSettings, raw, "tagging")
     if not _TAG_RE.fullmatch(tagging.prefix):
         raise ConfigError(
             "tagging.prefix", f"{tagging.prefix!r} breaks the OCI tag grammar [A-Za-z0-9_][A-Za-z0-9._-]*"
@@ -365,7 +249,7 @@ def _check_sample_tag(tagging: TaggingSettings) -> None:
 
 def _registry(raw: object, index: int) -> RegistrySettings:
     path = f"registries[{index}]"
-    values = _read_fields(RegistrySettings, raw, path)
+    values = read_fields(RegistrySettings, raw, path)
     host = values.get("host")
     if not host:
         raise ConfigError(f"{path}.host", "is required: the registry host as it appears in image names")
@@ -378,7 +262,7 @@ def _registries(raw: object) -> tuple[RegistrySettings, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise ConfigError("registries", f"must be a list, got {_type_name(raw)}")
+        raise ConfigError("registries", f"must be a list, got {type_name(raw)}")
     registries = tuple(_registry(item, i) for i, item in enumerate(raw))
     seen: set[str] = set()
     for i, registry in enumerate(registries):
@@ -394,7 +278,7 @@ def _zero_or_more(value: object, path: str, *, integer: bool) -> float | int:
     kinds: type | tuple[type, ...] = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         wanted = "an integer" if integer else "a number"
-        raise ConfigError(path, f"must be {wanted}, got {_type_name(value)}")
+        raise ConfigError(path, f"must be {wanted}, got {type_name(value)}")
     assert isinstance(value, int | float)
     if value < 0:
         raise ConfigError(path, f"must be 0 or more, got {value}")
@@ -404,13 +288,13 @@ def _zero_or_more(value: object, path: str, *, integer: bool) -> float | int:
 def _retention(raw: object) -> RetentionSettings:
     # keep_last, grace_hours and min_age_hours may be 0, which the generic readers refuse: they are read
     # here; `enabled` and `interval_seconds` (greater than 0) take the generic readers.
-    section = dict(_expect_mapping(raw, "retention"))
+    section = dict(expect_mapping(raw, "retention"))
     zero_ok: dict[str, Any] = {
         key: _zero_or_more(section.pop(key), f"retention.{key}", integer=key == "keep_last")
         for key in ("keep_last", "grace_hours", "min_age_hours")
         if key in section
     }
-    return RetentionSettings(**_read_fields(RetentionSettings, section, "retention"), **zero_ok)
+    return RetentionSettings(**read_fields(RetentionSettings, section, "retention"), **zero_ok)
 
 
 def check_registry_files(settings: Settings) -> None:
@@ -435,15 +319,15 @@ def check_registry_files(settings: Settings) -> None:
 
 def settings_from_dict(raw: object, env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from parsed YAML (None = empty file) and environment overrides."""
-    top = _expect_mapping(raw, "(top level)")
-    _check_keys(top, (f.name for f in fields(Settings)), "")
+    top = expect_mapping(raw, "(top level)")
+    check_keys(top, (f.name for f in fields(Settings)), "")
     return Settings(
         store=_store(top.get("store"), os.environ if env is None else env),
         tagging=_tagging(top.get("tagging")),
-        namespaces=_section(NamespaceSettings, top.get("namespaces"), "namespaces"),
+        namespaces=read_section(NamespaceSettings, top.get("namespaces"), "namespaces"),
         registries=_registries(top.get("registries")),
-        webhook=_section(WebhookSettings, top.get("webhook"), "webhook"),
-        listener=_section(ListenerSettings, top.get("listener"), "listener"),
+        webhook=read_section(WebhookSettings, top.get("webhook"), "webhook"),
+        listener=read_section(ListenerSettings, top.get("listener"), "listener"),
         retention=_retention(top.get("retention")),
     )
 
