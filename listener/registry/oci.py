@@ -223,6 +223,10 @@ class OciClient(RegistryClient):
                 break
             visited.add(target)
             response = self._request("GET", target, repository=repository, what=what, needs=PULL)
+            if response.status_code == 404 and not ordered and _name_unknown(response):
+                # distribution answers so for a repository whose manifests were pushed by digest only
+                # (no tag yet): no tags. A repository that does not exist fails at the manifest instead.
+                return [], True
             if response.status_code != 200:
                 raise self._failure(response, what, repository)
             try:
@@ -399,3 +403,7 @@ class OciClient(RegistryClient):
         return CheckResult(
             self.registry, authenticated, can_push, f"token grants {','.join(sorted(granted)) or 'nothing'}"
         )
+
+
+def _name_unknown(response: requests.Response) -> bool:
+    return any(code == "NAME_UNKNOWN" for code, _ in parse_errors(response))

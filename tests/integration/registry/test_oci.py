@@ -15,6 +15,7 @@ from listener.registry import (
     AlreadyThere,
     AuthenticationFailed,
     Created,
+    NotFound,
     OciClient,
     PermissionDenied,
     RegistryUnavailable,
@@ -272,3 +273,18 @@ def test_manifest_body_is_sent_back_unchanged_even_if_not_canonical(oci_registry
         client.create_tag(repo, pushed.digest, "deployed_1")
     found = oci_registry.get_manifest(repo, "deployed_1")
     assert found is not None and found[0] == pushed.manifest
+
+
+def test_an_image_pushed_by_digest_only_is_tagged(real_registry: RegistryServer) -> None:
+    """distribution answers the tag listing of a repository with manifests but no tag yet with 404
+    NAME_UNKNOWN: that is "no tags", not a failure (an image deployed by digest must still be tagged)."""
+    repo = real_registry.new_repository()
+    pushed = real_registry.push_image(repo, None)
+    with oci(real_registry) as client:
+        assert client.tags_on(repo, pushed.digest, "deployed_") == []
+        assert client.create_tag(repo, pushed.digest, "deployed_prod_1") == Created(
+            repo, "deployed_prod_1", pushed.digest
+        )
+        assert client.tags_on(repo, pushed.digest, "deployed_") == ["deployed_prod_1"]
+    with oci(real_registry) as client, pytest.raises(NotFound):
+        client.create_tag(real_registry.new_repository(), pushed.digest, "deployed_prod_1")
