@@ -204,6 +204,7 @@ class Listener:
         self.metrics.inventory_age_seconds.set_function(self._inventory_age)
         self.metrics.leader.set_function(lambda: 0.0 if self.standby else 1.0)
         self.metrics.track_store(store.ping)
+        self.metrics.start_registries(registry.host for registry in settings.registries)
 
     @property
     def current(self) -> _Run | None:

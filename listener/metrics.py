@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -11,6 +11,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "ListenerMetrics"]
 
+# The ledger's tagging and release outcomes (pulltag.store.OUTCOMES), as the per-registry counters use them.
+TAG_OUTCOMES = ("created", "exists", "skipped", "failed", "dry-run")
+RELEASED_OUTCOMES = ("released", "unsupported", "moved", "immutable")
 INVENTORY_OUTCOMES = ("complete", "list_error", "store_error", "stopped")
 PULL_OUTCOMES = ("confirmed", "unadmitted", "mismatch", "no_digest", "invalid", "filtered", "not_kubelet")
 # The informer's restart causes (listener/informer.py), present from the start like the pull outcomes.
@@ -90,6 +93,15 @@ class ListenerMetrics:
             self.pulls.labels(outcome)  # present from the start, so rate() works from the first scrape
         for cause in WATCH_RESTART_CAUSES:
             self.watch_restarts.labels(cause)
+
+    def start_registries(self, hosts: Iterable[str]) -> None:
+        """Per-registry series present from the start (0), so rate() and the dashboard see them before the
+        first tag or release of a registry."""
+        for host in hosts:
+            for outcome in TAG_OUTCOMES:
+                self.tags.labels(host, outcome)
+            for outcome in RELEASED_OUTCOMES:
+                self.tags_released.labels(host, outcome)
 
     def track_watch(self, last_activity: Callable[[], float]) -> None:
         """Show `last_activity()` (a time.monotonic() reading) as wall-clock time, read at each scrape, so
