@@ -4,7 +4,7 @@ temporary folder, stopped with the module).
 
 - `promtool check metrics` finds no naming problem in either process's /metrics;
 - after a small rollout, every query of observability/dashboard.json returns at least one series through
-  Prometheus's HTTP API (except the two metrics the lifecycle work of issue 13 adds);
+  Prometheus's HTTP API;
 - observability/alerts.yaml loads into Prometheus, every rule evaluates without error on the real series,
   and none is pending or firing in the healthy world.
 """
