@@ -28,7 +28,7 @@ from tests.unit.manifests.render import (
 
 OTHER = "platform-tools"
 # The kustomizations one applies (base/app is a building block, base is what `manifests/` wraps).
-APPLIED = ("default", "single-pod", "cert-manager")
+APPLIED = ("default", "single-pod", "cert-manager", "script", "monitoring")
 
 
 def _set_namespace(kustomization: Path, namespace: str) -> None:
