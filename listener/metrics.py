@@ -24,6 +24,8 @@ WATCH_RESTART_CAUSES = (
 
 class ListenerMetrics:
     def __init__(self) -> None:
+        """Every metric of the listener, declared in one place (long on purpose: one declaration per
+        metric, each with its help text, reads best as one list)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events = Counter(

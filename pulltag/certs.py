@@ -110,13 +110,13 @@ def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
-def _pem_cert(cert: x509.Certificate) -> bytes:
+def pem_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -249,7 +249,8 @@ def _normalise_san(name: str) -> str:
         return name.lower()
 
 
-def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """`cert` names `ca` as its issuer and carries its signature."""
     if cert.issuer != ca.subject:
         return False
     try:
@@ -269,7 +270,7 @@ def _leaf_reason(
     if leaf is None:
         return "missing or unreadable"
     cert = leaf[0]
-    if not _signed_by(cert, ca):
+    if not signed_by(cert, ca):
         return "not signed by the current CA"
     if cert.not_valid_after_utc <= renew_before:
         return f"expires {cert.not_valid_after_utc:%Y-%m-%d}"
@@ -310,8 +311,8 @@ def generate(
     ca_created = ca is None or ca[0].not_valid_after_utc <= renew_before
     if ca is None or ca_created:
         ca = make_ca(ca_days, when)
-        _write(folder / "ca.key", _pem_key(ca[1]), 0o600)
-        _write(folder / "ca.crt", _pem_cert(ca[0]))
+        _write(folder / "ca.key", pem_key(ca[1]), 0o600)
+        _write(folder / "ca.crt", pem_cert(ca[0]))
         log.info("created a new CA in %s", folder)
 
     leaf = None if force or ca_created else _load_pair(folder / "tls.crt", folder / "tls.key")
@@ -321,8 +322,8 @@ def generate(
         log.info("creating the serving certificate (%s)", reason or "forced")
         leaf = make_leaf(ca[0], ca[1], sans, days, when)
         # Key first: a server that reloads on the certificate's change then finds the matching key.
-        _write(folder / "tls.key", _pem_key(leaf[1]), 0o600)
-        _write(folder / "tls.crt", _pem_cert(leaf[0]))
+        _write(folder / "tls.key", pem_key(leaf[1]), 0o600)
+        _write(folder / "tls.crt", pem_cert(leaf[0]))
         if ca[0].not_valid_after_utc < when + dt.timedelta(days=days):
             capped_by_ca = ca[0].not_valid_after_utc
     _write_manifests(folder, ca[0], leaf, secret_name, namespace)
@@ -342,7 +343,7 @@ def _write_manifests(
     secret_name: str,
     namespace: str,
 ) -> None:
-    bundle = _b64(_pem_cert(ca))
+    bundle = _b64(pem_cert(ca))
     secret = (
         "apiVersion: v1\n"
         "kind: Secret\n"
@@ -351,8 +352,8 @@ def _write_manifests(
         f"  namespace: {namespace}\n"
         "type: kubernetes.io/tls\n"
         "data:\n"
-        f"  tls.crt: {_b64(_pem_cert(leaf[0]))}\n"
-        f"  tls.key: {_b64(_pem_key(leaf[1]))}\n"
+        f"  tls.crt: {_b64(pem_cert(leaf[0]))}\n"
+        f"  tls.key: {_b64(pem_key(leaf[1]))}\n"
         f"  ca.crt: {bundle}\n"
     )
     _write(folder / "secret.yaml", secret.encode(), 0o600)
@@ -411,19 +412,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- for the listener's in-cluster certificate manager (listener/certificates.py) ---------------------
-
-
-def pem_cert(cert: x509.Certificate) -> bytes:
-    return _pem_cert(cert)
-
-
-def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return _pem_key(key)
-
-
-def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    """`cert` names `ca` as its issuer and carries its signature."""
-    return _signed_by(cert, ca)
 
 
 def sans_match(cert: x509.Certificate, sans: Sequence[str]) -> bool:

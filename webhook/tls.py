@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+
+from pulltag.certs import signed_by
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,6 @@ class CertificateDates:
     ca_not_after: float | None
 
 
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
 def certificate_dates(cert_pem: bytes, ca_pem: bytes | None) -> CertificateDates:
     """The expiry of the leaf (first certificate of `cert_pem`) and of its issuer.
 
@@ -77,7 +68,7 @@ def certificate_dates(cert_pem: bytes, ca_pem: bytes | None) -> CertificateDates
             candidates += x509.load_pem_x509_certificates(ca_pem)
         except ValueError:
             log.warning("the CA file holds no PEM certificate; the CA expiry is not known")
-    issuer = next((c for c in candidates if _signed_by(leaf, c)), None)
+    issuer = next((c for c in candidates if signed_by(leaf, c)), None)
     return CertificateDates(
         leaf.not_valid_after_utc.timestamp(),
         issuer.not_valid_after_utc.timestamp() if issuer is not None else None,
