@@ -31,6 +31,7 @@ move little, because the anchor pays the same extra load.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -168,9 +169,18 @@ def main(argv: list[str] | None = None) -> int:
             webhook_idle = group_hwm_kb(webhook_pgid)
 
             # 1. anchor: no webhooks, no listener
-            configurations = [o for o in world.rendered if o.get("kind") in WEBHOOK_KINDS]
+            # The admission chain's own configurations (their caBundle as set for this world), put back
+            # as they were for phase 2: the rendered objects may carry another caBundle (or none).
+            chain = world.api.admission
+            configurations = [
+                {**copy.deepcopy(obj), "kind": kind}
+                for kind, confs in (("MutatingWebhookConfiguration", chain.mutating),
+                                    ("ValidatingWebhookConfiguration", chain.validating))
+                for obj in confs.values()
+            ]  # fmt: skip
+            assert {o["kind"] for o in configurations} == set(WEBHOOK_KINDS), "no webhooks to take away"
             for obj in configurations:
-                world.api.admission.remove(obj["kind"], obj["metadata"]["name"])
+                chain.remove(obj["kind"], obj["metadata"]["name"])
             _, anchor_images = push_images(world, f"anchor-{uuid.uuid4().hex[:4]}", args.images)
             started = time.monotonic()
             create_pods(world, "anchor", anchor_images, args.pods)
@@ -179,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             anchor_seconds = time.monotonic() - started
 
             # 2. pulltag: webhooks back, the listener (its registry traffic through the recording proxy)
-            world.api.load_manifests(configurations)
+            for obj in configurations:
+                chain.load(obj)
             saved = {k: os.environ.get(k) for k in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")}
             os.environ.update(HTTP_PROXY=proxy.url, http_proxy=proxy.url, NO_PROXY="", no_proxy="")
             try:
