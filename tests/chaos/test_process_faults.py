@@ -16,7 +16,9 @@ def test_listener_sigkilled_mid_tag_repeatedly(make_world: MakeWorld) -> None:
     assert proxy is not None and world.listener is not None
     # creating a tag takes a second: each kill lands while a tag is in flight (sent, or about to be)
     proxy.delay(1.0, method="PUT")
-    rollout = Rollout(world)
+    # A new digest with every pod: each round has a tag to create, so a PUT comes to kill the listener in
+    # (with shared digests a round could bring none and the wait below depended on leftover work).
+    rollout = Rollout(world, new_version_every=1)
     kills = int(sized(8, 20))
     for i in range(kills):
         rollout.run(0.5)
