@@ -33,6 +33,7 @@ import urllib3
 from listener.kube import KubeClient, KubeError, Obj, WatchStream
 from listener.metrics import ListenerMetrics
 from listener.workqueue import Backoff
+from pulltag.config import ListenerSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +43,24 @@ T = TypeVar("T")
 Transform = Callable[[str, Obj], T | None]
 
 
+# The watch's timings default to the `listener:` section's defaults: one source for those numbers.
+_WATCH = ListenerSettings()
+
+
 @dataclass(frozen=True)
 class InformerOptions:
     path: str = "/api/v1/events"
     field_selector: str = "reason=Pulled"
     page_size: int = 500
     # Bookmarks arrive at least every minute on a real server: 90 s of silence means a dead stream.
-    read_timeout: float = 90.0
+    read_timeout: float = _WATCH.watch_read_timeout_seconds
     watch_timeout_min: int = 300
     watch_timeout_max: int = 600
-    backoff_initial: float = 0.5
-    backoff_cap: float = 30.0
+    backoff_initial: float = _WATCH.watch_backoff_initial_seconds
+    backoff_cap: float = _WATCH.watch_backoff_max_seconds
     # A stream that delivered nothing and lasted less than this counts as a failure (no hot loop
     # against a server that accepts watches and closes them at once).
-    healthy_stream_seconds: float = 1.0
+    healthy_stream_seconds: float = _WATCH.watch_healthy_stream_seconds
 
 
 _KNOWN_REASONS = frozenset({"Pulled", "Pulling", "Failed", "BackOff", "ErrImageNeverPull"})
