@@ -138,6 +138,7 @@ def rows_registry(r: dict[str, Any]) -> list[Row]:
 def rows_webhook(r: dict[str, Any]) -> list[Row]:
     w, a = r["webhook-max"], r["anchor-max"]
     wp, ap = r["webhook-paced"], r["anchor-paced"]
+    d = r["discard-max"]  # the webhook's app with the store write left out (bench/discard_app.py)
     return [
         ("webhook", "/validate req/s (max)", w["rps"], "constant app req/s", a["rps"],
          _ratio(w["rps"], a["rps"])),
@@ -145,6 +146,10 @@ def rows_webhook(r: dict[str, Any]) -> list[Row]:
          _ratio(wp["p50_ms"], ap["p50_ms"])),
         ("webhook", "/validate p99 ms (paced)", wp["p99_ms"], "constant app p99 ms", ap["p99_ms"],
          _ratio(wp["p99_ms"], ap["p99_ms"])),
+        ("webhook", "server CPU µs/req (max)", w["server_cpu_us"], "constant app µs/req",
+         a["server_cpu_us"], _ratio(w["server_cpu_us"], a["server_cpu_us"])),
+        ("webhook", "app, records discarded: req/s (max)", d["rps"], "constant app req/s", a["rps"],
+         _ratio(d["rps"], a["rps"])),
     ]  # fmt: skip
 
 

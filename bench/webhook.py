@@ -1,19 +1,24 @@
 """Benchmark: `pulltag webhook` /validate against a constant endpoint served the same way, same run.
 
-Both servers run under gunicorn with the same TLS and worker settings (`webhook.serve.serve`); the webhook
-writes every admission record to an SQLite file (or --store-url). Clients are processes, each with a few
-threads holding keep-alive HTTPS connections (http.client, to keep client overhead low and equal).
+Three servers run under gunicorn with the same TLS and worker settings (`webhook.serve.serve`):
+  - the webhook (`pulltag webhook`), writing every admission record to an SQLite file (or --store-url);
+  - the constant app (`bench/constant_app.py`): the anchor, gunicorn + TLS and nothing else;
+  - the webhook's app with its records discarded (`bench/discard_app.py`): everything but the store write,
+    so the server CPU per request breaks down into serving (anchor), the app, and the store write.
+Clients are processes, each with a few threads holding keep-alive HTTPS connections (http.client, to keep
+client overhead low and equal).
 
 Two phases per server:
   1. throughput: `--requests` validating reviews (default 20,000) as fast as the clients go;
   2. paced: both servers at one third of the anchor's maximum measured in phase 1 of this run (a fair
      load on any machine: a fixed rate would be a different share of capacity on a slower day), for
      `--paced-requests` (default 5,000); `--rate` sets a fixed rate instead.
-Each phase is split into `--rounds` runs per server (default 2), interleaved and alternating which
-server goes first, so that other work on a shared machine slows both alike; the figures pool the rounds,
+Each phase is split into `--rounds` runs per server (default 2), interleaved and alternating the order
+of the servers, so that other work on a shared machine slows both alike; the figures pool the rounds,
 and each round's ratio is printed too, to show how far the machine moved.
 Prints requests/s, p50 and p99 for each, the webhook/anchor ratios and the goals: /validate throughput
-at least 0.6x the constant app's, and p99 at the paced load at most 2x the constant app's.
+at least 0.6x the constant app's, and p99 at the paced load at most 2x the constant app's; then the server
+CPU per request broken down.
 
     .venv/bin/python bench/webhook.py [--requests 20000] [--rounds 2] [--clients 4] [--threads 2] [--rate 0]
 """
@@ -45,6 +50,7 @@ CONFIG = {"registries": [{"host": "harbor.example.com"}]}
 PACE_SHARE = 1 / 3  # of the anchor's measured maximum
 GOAL_RPS_RATIO = 0.6
 GOAL_P99_RATIO = 2.0
+SERVERS = ("anchor", "discard", "webhook")  # in the order of the CPU breakdown
 
 
 def _bodies(prefix: str, count: int) -> list[bytes]:
@@ -162,7 +168,9 @@ def interleaved(
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     ratios: list[float] = []
     for r in range(rounds):
-        order = list(servers) if r % 2 == 0 else list(reversed(servers))
+        names = list(servers)
+        order = names[r % len(names) :] + names[: r % len(names)]  # each round starts with the next
+        order = order if r % 2 == 0 else list(reversed(order))
         this: dict[str, dict[str, float]] = {}
         for name in order:
             run = measure_one(name, total // rounds)
@@ -212,6 +220,18 @@ def main() -> int:
             config=CONFIG,
             certs=certs,
         )
+        discard_port = free_port()
+        discard = ManagedProcess(
+            "discard",
+            [
+                sys.executable, "-P", str(ROOT / "bench" / "discard_app.py"),
+                "--bind", f"127.0.0.1:{discard_port}", "--db", str(work / "discard.db"),
+                "--certfile", str(certs / "tls.crt"), "--keyfile", str(certs / "tls.key"),
+                "--workers", str(args.workers), "--threads", str(args.server_threads),
+            ],
+            work / "discard",
+            env={"TMPDIR": str(work)},
+        )  # fmt: skip
         anchor_port = free_port()
         anchor = ManagedProcess(
             "anchor",
@@ -227,7 +247,9 @@ def main() -> int:
         try:
             webhook.start()
             anchor.start()
+            discard.start()
             anchor.wait_ready(lambda: _answers(anchor_port, certs / "ca.crt"))
+            discard.wait_ready(lambda: _answers(discard_port, certs / "ca.crt", "/healthz"))
             print(
                 f"pulltag webhook benchmark: {os.cpu_count()} CPUs, gunicorn gthread workers={args.workers} "
                 f"threads={args.server_threads}, TLS, {args.clients}x{args.threads} keep-alive clients, "
@@ -237,11 +259,13 @@ def main() -> int:
             # warm up both (imports, first handshakes, SQLite schema)
             measure(webhook.port, "/validate", 400, args.clients, args.threads, 0, ca)
             measure(anchor_port, "/anchor", 400, args.clients, args.threads, 0, ca)
+            measure(discard_port, "/validate", 400, args.clients, args.threads, 0, ca)
             assert webhook.process is not None and webhook.process.proc is not None
-            assert anchor.proc is not None
+            assert anchor.proc is not None and discard.proc is not None
             servers = {
                 "webhook": (webhook.port, "/validate", webhook.process.proc.pid),
                 "anchor": (anchor_port, "/anchor", anchor.proc.pid),
+                "discard": (discard_port, "/validate", discard.proc.pid),
             }
             results: dict[str, dict[str, float]] = {}
             round_ratios: dict[str, list[float]] = {}
@@ -254,17 +278,37 @@ def main() -> int:
         finally:
             webhook.stop()
             anchor.stop()
+            discard.stop()
     return 0 if _report(results, rate, round_ratios) else 1
+
+
+def cpu_breakdown(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Server CPU per request of the max phase, split by what each server adds to the one before."""
+    try:
+        anchor, discard, webhook = (results[f"{n}-max"]["server_cpu_us"] for n in SERVERS)
+    except KeyError:
+        return {}
+    return {
+        "gunicorn + TLS + HTTP (constant app)": anchor,
+        "the app: decode, decide, recorder, metrics": discard - anchor,
+        "the store write (SQLite commit or Redis)": webhook - discard,
+        "webhook in all": webhook,
+    }
 
 
 def _list(values: list[float]) -> str:
     return " ".join(f"{v:.2f}" for v in values)
 
 
-def _answers(port: int, ca: Path) -> bool:
+def _answers(port: int, ca: Path, path: str = "/") -> bool:
+    """The server answers a POST of `{}` to `path` with 200 (the constant app: any path; the webhook's
+    app: `/validate`, which answers a review it cannot use with 400, so `/healthz` by GET instead)."""
     conn = http.client.HTTPSConnection("localhost", port, context=client_context(ca), timeout=2)
     try:
-        conn.request("POST", "/", body=b"{}", headers={"Content-Type": "application/json"})
+        if path == "/healthz":
+            conn.request("GET", path)
+        else:
+            conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
         return conn.getresponse().status == 200
     except (OSError, ssl.SSLError):
         return False
@@ -278,10 +322,12 @@ def _report(results: dict[str, dict[str, float]], rate: float, rounds: dict[str,
     ratio_p99 = results["webhook-paced"]["p99_ms"] / results["anchor-paced"]["p99_ms"]
     print("throughput (as fast as the clients go):")
     print(_line("webhook /validate", results["webhook-max"]))
+    print(_line("app, records discarded", results["discard-max"]))
     print(_line("anchor (constant)", results["anchor-max"]))
     print(f"  ratio webhook/anchor req/s: {ratio_rps:.2f} (per round: {_list(rounds['max'])})")
     print(f"paced at {rate:.0f} req/s (a third of the anchor's maximum unless --rate):")
     print(_line("webhook /validate", results["webhook-paced"]))
+    print(_line("app, records discarded", results["discard-paced"]))
     print(_line("anchor (constant)", results["anchor-paced"]))
     print(f"  ratio webhook/anchor p99: {ratio_p99:.2f} (per round: {_list(rounds['paced'])})")
     met_rps, met_p99 = ratio_rps >= GOAL_RPS_RATIO, ratio_p99 <= GOAL_P99_RATIO
@@ -289,7 +335,13 @@ def _report(results: dict[str, dict[str, float]], rate: float, rounds: dict[str,
     print(
         f"  goal paced p99 <= {GOAL_P99_RATIO:g}x anchor: {'met' if met_p99 else 'NOT met'} ({ratio_p99:.2f})"
     )
+    breakdown = cpu_breakdown(results)
+    if breakdown:
+        print("server CPU per request (max phase), by part:")
+        for part, value in breakdown.items():
+            print(f"  {part:<40} {value:6.0f} µs")
     report: dict[str, Any] = {k: {m: round(v, 3) for m, v in r.items()} for k, r in results.items()}
+    report.update(cpu_breakdown_us={k: round(v, 1) for k, v in breakdown.items()})
     report.update(ratio_rps=round(ratio_rps, 3), ratio_p99=round(ratio_p99, 3), paced_rate=round(rate, 1))
     report.update(round_ratios_rps=[round(x, 3) for x in rounds["max"]])
     report.update(round_ratios_p99=[round(x, 3) for x in rounds["paced"]])

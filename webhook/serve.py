@@ -147,7 +147,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from pulltag.store import open_store
         from webhook.app import create_app
 
-        return create_app(settings, open_store(settings.store))
+        # No admission waits for a WAL checkpoint: a thread of each worker does them (SQLite).
+        return create_app(settings, open_store(settings.store, checkpoint_in_background=True))
 
     try:
         return serve(options, load_app)

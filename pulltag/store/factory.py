@@ -27,6 +27,7 @@ def open_store(
     timeout_seconds: float | None = None,
     admission_ttl_seconds: float | None = None,
     ledger_max_entries: int | None = None,
+    checkpoint_in_background: bool = False,
 ) -> Store:
     """The store `settings.store` names: `sqlite:///path/file.db` or `redis://[:password@]host:port/db`
     (`rediss://` for TLS).
@@ -34,6 +35,8 @@ def open_store(
     A bare URL takes the section's defaults (tests and benchmarks); the keyword values replace single
     settings. `create=False` (read-only commands) refuses a SQLite file that does not exist instead of
     creating it and its directories: reading an empty new store would only hide a mistyped path.
+    `checkpoint_in_background` (SQLite only; the webhook's): no commit waits for a WAL checkpoint, a
+    thread does them (`pulltag.store.sqlite_checkpoint`).
     """
     settings = StoreSettings(url=store) if isinstance(store, str) else store
     url = settings.url
@@ -50,6 +53,7 @@ def open_store(
             timeout_seconds=timeout,
             admission_ttl_seconds=ttl,
             ledger_max_entries=most,
+            checkpoint_in_background=checkpoint_in_background,
         )
     if url.startswith(("redis://", "rediss://")):
         from pulltag.store.redis import RedisStore

@@ -10,6 +10,8 @@ Design notes (why it looks like this):
   read-check-write sequence (claims, the ledger bound) cannot interleave with another writer.
 - Expired rows are ignored by every read (`expires_at > now`) and deleted lazily by writers, at most
   once per `_PURGE_INTERVAL` per store object.
+- `checkpoint_in_background` (the webhook's store): commits never checkpoint the WAL; a thread of each
+  process does, every `checkpoint_interval` seconds (see `sqlite_checkpoint.py` for why).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pulltag.store.base import (
     record_from_json,
     record_to_json,
 )
+from pulltag.store.sqlite_checkpoint import DEFAULT_INTERVAL, BackgroundCheckpointer
 from pulltag.store.sqlite_inventory import INVENTORY_SCHEMA, SQLiteInventory
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,8 @@ class SQLiteStore(SQLiteInventory, Store):
         timeout_seconds: float = 2.0,
         admission_ttl_seconds: float = 24 * 3600,
         ledger_max_entries: int = 100_000,
+        checkpoint_in_background: bool = False,
+        checkpoint_interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.url = url
         self._path = sqlite_path(url)
@@ -134,6 +139,9 @@ class SQLiteStore(SQLiteInventory, Store):
         # fork must find every connection here (see _after_fork), none closed by the garbage collector.
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._next_purge = 0.0
+        self.checkpointer = (
+            BackgroundCheckpointer(self._conn, url, checkpoint_interval) if checkpoint_in_background else None
+        )
         self._init_schema()
 
     # --- connections ---------------------------------------------------------------------------------
@@ -179,6 +187,8 @@ class SQLiteStore(SQLiteInventory, Store):
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; fsync at checkpoints only
+            if self.checkpointer is not None:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             conn.close()
             raise self._translate(exc) from exc
@@ -201,6 +211,8 @@ class SQLiteStore(SQLiteInventory, Store):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A `BEGIN IMMEDIATE` transaction: the write lock is held from the start, so the body is atomic."""
         conn = self._conn()
+        if self.checkpointer is not None:
+            self.checkpointer.ensure_running()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -399,6 +411,8 @@ class SQLiteStore(SQLiteInventory, Store):
 
     def close(self) -> None:
         """Close this process's connections (all threads'); the store reopens them if used again."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         with self._lock:
             if os.getpid() != self._pid:
                 return  # inherited connections are the parent's; see _after_fork
