@@ -64,10 +64,13 @@ def test_the_thread_checkpoints(tmp_path: Path) -> None:
     store.close()
 
 
-def _child_writes(url: str, store: SQLiteStore, done: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _child_writes(store: SQLiteStore, done: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     _write(store, "child")  # the store object inherited over the fork, as a gunicorn worker has it
     checkpointer = store.checkpointer
     assert checkpointer is not None
+    thread = checkpointer._thread
+    # this process's own thread: the parent's does not run here (threads do not survive a fork)
+    assert thread is not None and thread.is_alive()
     wait_for(lambda: checkpointer.rounds > 0, 20, "a round in the child")
     done.put(checkpointer.rounds)
     store.close()
@@ -75,18 +78,18 @@ def _child_writes(url: str, store: SQLiteStore, done: multiprocessing.Queue) -> 
 
 def test_a_forked_process_runs_its_own_thread(tmp_path: Path) -> None:
     path = tmp_path / "pulltag.db"
-    url = f"sqlite:///{path}"
-    store = SQLiteStore(url, checkpoint_in_background=True, checkpoint_interval=0.05)
+    store = SQLiteStore(f"sqlite:///{path}", checkpoint_in_background=True, checkpoint_interval=0.05)
     store.put_admission(AdmissionRecord(uid="parent", namespace="ns", name="parent"))  # parent's thread
+    assert store.checkpointer is not None
+    store.checkpointer.stop()  # from here on only the child's thread can checkpoint
     context = multiprocessing.get_context("fork")
     done = context.Queue()
-    child = context.Process(target=_child_writes, args=(url, store, done))
+    child = context.Process(target=_child_writes, args=(store, done))
     child.start()
     child.join(60)
     assert child.exitcode == 0
     assert done.get(timeout=1) > 0
     wait_for(lambda: _checkpointed(path, tmp_path) == WRITES + 1, 20, "the child's records in the file")
-    store.close()
 
 
 def test_a_failed_round_is_logged_once_and_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
