@@ -25,16 +25,20 @@ def constant_app(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     return [BODY]
 
 
-def main() -> int:
+def serving_parser() -> argparse.ArgumentParser:
+    """The serving options every reference server of `bench/webhook.py` takes (also bench/discard_app.py)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--bind", required=True)
     parser.add_argument("--certfile", required=True)
     parser.add_argument("--keyfile", required=True)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
-    args = parser.parse_args()
+    return parser
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
     setup_logging("WARNING")
-    options = ServeOptions(
+    return ServeOptions(
         bind=args.bind,
         certfile=args.certfile,
         keyfile=args.keyfile,
@@ -42,7 +46,10 @@ def main() -> int:
         threads=args.threads,
         log_level="warning",
     )
-    return serve(options, lambda: constant_app)
+
+
+def main() -> int:
+    return serve(serve_options(serving_parser().parse_args()), lambda: constant_app)
 
 
 if __name__ == "__main__":

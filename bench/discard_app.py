@@ -9,18 +9,17 @@ product.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.constant_app import serve_options, serving_parser
 from pulltag.config import settings_from_dict
-from pulltag.logs import setup_logging
 from pulltag.store.base import AdmissionRecord
 from pulltag.store.sqlite import SQLiteStore
-from webhook.serve import ServeOptions, WSGIApp, prepare_multiprocess_metrics, serve
+from webhook.serve import WSGIApp, prepare_multiprocess_metrics, serve
 
 CONFIG = {"registries": [{"host": "harbor.example.com"}]}  # as bench/webhook.py
 
@@ -33,25 +32,12 @@ class DiscardingStore(SQLiteStore):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bind", required=True)
-    parser.add_argument("--certfile", required=True)
-    parser.add_argument("--keyfile", required=True)
+    parser = serving_parser()
     parser.add_argument("--db", required=True, help="SQLite file (created, never written by admissions)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
-    setup_logging("WARNING")
+    options = serve_options(args)
     prepare_multiprocess_metrics()  # as `pulltag webhook`: the metrics live in files shared by workers
     settings = settings_from_dict(CONFIG)
-    options = ServeOptions(
-        bind=args.bind,
-        certfile=args.certfile,
-        keyfile=args.keyfile,
-        workers=args.workers,
-        threads=args.threads,
-        log_level="warning",
-    )
 
     def load_app() -> WSGIApp:
         from webhook.app import create_app  # after the fork and the metrics directory, as the webhook

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -16,23 +15,14 @@ from pulltag.store import AdmissionRecord
 from pulltag.store.sqlite import SQLiteStore
 from pulltag.store.sqlite_checkpoint import BackgroundCheckpointer
 from tests.harness.procs import wait_for
+from tests.harness.sqlite_file import rows_in_file
 
 # Enough one-record transactions to cross SQLite's automatic checkpoint (1,000 WAL pages) several times.
 WRITES = 600
 
 
-def _checkpointed(path: Path, tmp: Path) -> int:
-    """Admission rows in the database file itself (not in its WAL)."""
-    copy = tmp / f"copy-{id(object())}.db"
-    shutil.copyfile(path, copy)  # without -wal and -shm: SQLite then reads the file alone
-    conn = sqlite3.connect(copy)
-    try:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'admissions'").fetchone() is None:
-            return 0
-        return int(conn.execute("SELECT COUNT(*) FROM admissions").fetchone()[0])
-    finally:
-        conn.close()
-        copy.unlink()
+def _checkpointed(path: Path) -> int:
+    return rows_in_file(path, "admissions")
 
 
 def _write(store: SQLiteStore, prefix: str, count: int = WRITES) -> None:
@@ -46,7 +36,7 @@ def test_commits_checkpoint_only_without_background_checkpoints(tmp_path: Path, 
     # An interval no test waits for: the thread runs, but no round comes within the test.
     store = SQLiteStore(f"sqlite:///{path}", checkpoint_in_background=background, checkpoint_interval=3600)
     _write(store, "p")
-    in_file = _checkpointed(path, tmp_path)
+    in_file = _checkpointed(path)
     if background:
         assert in_file == 0, "a commit checkpointed the WAL"
     else:
@@ -59,7 +49,7 @@ def test_the_thread_checkpoints(tmp_path: Path) -> None:
     path = tmp_path / "pulltag.db"
     store = SQLiteStore(f"sqlite:///{path}", checkpoint_in_background=True, checkpoint_interval=0.05)
     _write(store, "p")
-    wait_for(lambda: _checkpointed(path, tmp_path) == WRITES, 20, "every record checkpointed into the file")
+    wait_for(lambda: _checkpointed(path) == WRITES, 20, "every record checkpointed into the file")
     assert store.checkpointer is not None and store.checkpointer.failures == 0
     store.close()
 
@@ -89,7 +79,7 @@ def test_a_forked_process_runs_its_own_thread(tmp_path: Path) -> None:
     child.join(60)
     assert child.exitcode == 0
     assert done.get(timeout=1) > 0
-    wait_for(lambda: _checkpointed(path, tmp_path) == WRITES + 1, 20, "the child's records in the file")
+    wait_for(lambda: _checkpointed(path) == WRITES + 1, 20, "the child's records in the file")
 
 
 def test_a_failed_round_is_logged_once_and_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -3,27 +3,12 @@ commits of admission records (`checkpoint_in_background`; why in `pulltag.store.
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 from pathlib import Path
 
 from tests.harness.procs import wait_for
+from tests.harness.sqlite_file import rows_in_file
 from tests.harness.webhook import pod_review
 from tests.integration.webhook.conftest import StartServer
-
-
-def _rows_in_file(path: Path, tmp: Path) -> int:
-    """Admission rows in the database file itself: what checkpoints copied there from the WAL."""
-    copy = tmp / "copy.db"
-    shutil.copyfile(path, copy)
-    conn = sqlite3.connect(copy)
-    try:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'admissions'").fetchone() is None:
-            return 0
-        return int(conn.execute("SELECT COUNT(*) FROM admissions").fetchone()[0])
-    finally:
-        conn.close()
-        copy.unlink()
 
 
 def test_the_workers_checkpoint_admission_records_into_the_database_file(
@@ -37,4 +22,4 @@ def test_the_workers_checkpoint_admission_records_into_the_database_file(
         review = pod_review(uid=f"req-{n}", pod_uid=f"ck-{n}", containers={"app": "registry.local:5000/a:1"})
         status, answer = server.post_json("/validate", review)
         assert status == 200 and answer["response"]["allowed"] is True
-    wait_for(lambda: _rows_in_file(path, tmp_path) == count, 30, "the records checkpointed into the file")
+    wait_for(lambda: rows_in_file(path, "admissions") == count, 30, "the records checkpointed into the file")
