@@ -9,7 +9,9 @@ from pathlib import Path
 
 
 def rows_in_file(path: Path, table: str) -> int:
-    """Rows of `table` in the database file alone (0 while the table itself is only in the WAL)."""
+    """Rows of `table` in the database file alone (0 while the table itself is only in the WAL). A copy
+    taken while a checkpoint writes the file may be torn (an error or a passing count): poll it with
+    `wait_for`, or read it when nothing checkpoints."""
     with tempfile.TemporaryDirectory(prefix="pulltag-sqlite-copy-") as tmp:
         copy = Path(tmp) / "copy.db"
         shutil.copyfile(path, copy)  # without -wal and -shm: SQLite then reads the file alone
