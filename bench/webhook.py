@@ -249,7 +249,7 @@ def main() -> int:
             anchor.start()
             discard.start()
             anchor.wait_ready(lambda: _answers(anchor_port, certs / "ca.crt"))
-            discard.wait_ready(lambda: _answers(discard_port, certs / "ca.crt", "/healthz"))
+            discard.wait_ready(lambda: _answers(discard_port, certs / "ca.crt", "GET", "/healthz"))
             print(
                 f"pulltag webhook benchmark: {os.cpu_count()} CPUs, gunicorn gthread workers={args.workers} "
                 f"threads={args.server_threads}, TLS, {args.clients}x{args.threads} keep-alive clients, "
@@ -300,15 +300,13 @@ def _list(values: list[float]) -> str:
     return " ".join(f"{v:.2f}" for v in values)
 
 
-def _answers(port: int, ca: Path, path: str = "/") -> bool:
-    """The server answers a POST of `{}` to `path` with 200 (the constant app: any path; the webhook's
-    app: `/validate`, which answers a review it cannot use with 400, so `/healthz` by GET instead)."""
+def _answers(port: int, ca: Path, method: str = "POST", path: str = "/") -> bool:
+    """The server answers 200: the constant app to a POST of `{}` on any path; the webhook's app (whose
+    `/validate` answers such a body 400) to `GET /healthz`."""
     conn = http.client.HTTPSConnection("localhost", port, context=client_context(ca), timeout=2)
     try:
-        if path == "/healthz":
-            conn.request("GET", path)
-        else:
-            conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
+        body = b"{}" if method == "POST" else None
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
         return conn.getresponse().status == 200
     except (OSError, ssl.SSLError):
         return False

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from listener.plan import fallback_tag, render_tag
-from listener.retention import TemplateMatcher, plan_retention
+from listener.retention import TagDecision, TemplateMatcher, plan_retention
 from pulltag.config import RetentionSettings, TaggingSettings
 from pulltag.store import InventoryEntry, InventoryPass, LedgerEntry
 
@@ -88,12 +88,12 @@ def worlds(
     return ledger, inventory, last_pass, retention, foreign
 
 
-def released(
+def decide(
     world: tuple[list[LedgerEntry], list[InventoryEntry], InventoryPass, RetentionSettings, set[str]],
     now: float,
-) -> set[tuple[str, str]]:
+) -> list[TagDecision]:
     ledger, inventory, last_pass, retention, _ = world
-    decisions = plan_retention(
+    return plan_retention(
         ledger=ledger,
         inventory=inventory,
         last_pass=last_pass,
@@ -102,7 +102,13 @@ def released(
         now=now,
         max_inventory_age=float("inf"),
     )
-    return {(d.image, d.tag) for d in decisions if d.action == "release"}
+
+
+def released(
+    world: tuple[list[LedgerEntry], list[InventoryEntry], InventoryPass, RetentionSettings, set[str]],
+    now: float,
+) -> set[tuple[str, str]]:
+    return {(d.image, d.tag) for d in decide(world, now) if d.action == "release"}
 
 
 @settings(max_examples=300)
@@ -111,15 +117,7 @@ def test_never_releases_a_running_digest(
     world: tuple[list[LedgerEntry], list[InventoryEntry], InventoryPass, RetentionSettings, set[str]],
 ) -> None:
     ledger, inventory, last_pass, retention, _ = world
-    decisions = plan_retention(
-        ledger=ledger,
-        inventory=inventory,
-        last_pass=last_pass,
-        tagging=TAGGING,
-        retention=retention,
-        now=NOW + HOUR,
-        max_inventory_age=float("inf"),
-    )
+    decisions = decide(world, NOW + HOUR)
     running = {(i.image, i.digest) for i in inventory if i.last_seen >= last_pass.started_at}
     for d in decisions:
         if d.action == "release":
