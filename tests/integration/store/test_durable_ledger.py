@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import redis
 
 from pulltag.store import open_store
 from pulltag.store.base import AdmissionRecord, LedgerEntry
-from tests.harness.procs import ManagedProcess, free_port, port_open, require_binary
+from tests.harness.procs import ManagedProcess, free_port, port_open, require_binary, wait_for
 from tests.unit.manifests.render import copy_manifests, helm_template, kustomize, pod_spec
 
 PASSWORD = "ledgerPassw0rd"
@@ -128,13 +127,6 @@ def _ledger(url: str) -> list[str]:
         store.close()
 
 
-def _wait_for(condition: object, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _aof_holds(data: Path, marker: bytes) -> bool:
     return any(marker in p.read_bytes() for p in data.rglob("*.aof") if p.is_file())
 
@@ -169,11 +161,11 @@ def test_ledger_survives_a_crash_once_the_append_only_file_has_it(
     started.append(server.start())
     _write(server.url())
     # appendfsync everysec: the file has every entry within about a second
-    _wait_for(
-        lambda: _aof_holds(server.data, _entry(4).tag.encode()), "the append-only file to hold the ledger"
+    wait_for(
+        lambda: _aof_holds(server.data, _entry(4).tag.encode()), 10, "the append-only file to hold the ledger"
     )
     server.process.signal(signal.SIGKILL)
-    _wait_for(lambda: not server.process.running, "the store to die")
+    wait_for(lambda: not server.process.running, 10, "the store to die")
     server.start()
     assert _ledger(server.url()) == [_entry(n).tag for n in range(5)]
 

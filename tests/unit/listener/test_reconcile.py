@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from listener.pulls import seen_key
 from listener.seen import LatestPulls
 from pulltag.store import StoreError
+from tests.harness.procs import wait_for
 
 from .factories import DIGEST, make_pod, make_pull
 from .work import World, entry, settings
@@ -83,10 +83,7 @@ def test_the_first_pass_waits_until_the_event_path_is_ready() -> None:
         assert asked.wait(5)
         assert world.reconciler.passes == 0 and len(world.tagger.queue) == 0
         ready.set()
-        deadline = time.monotonic() + 5
-        while world.reconciler.passes == 0:
-            assert time.monotonic() < deadline, "the first pass never ran"
-            time.sleep(0.01)
+        wait_for(lambda: world.reconciler.passes > 0, 5, "the first pass")
         assert len(world.tagger.queue) == 1
     finally:
         world.reconciler.stop()
